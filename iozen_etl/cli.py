@@ -1,0 +1,49 @@
+"""The ``iozen-etl`` command line: one sub-command per user task.
+
+Each area owns its sub-command in ``<area>/command.py`` with ``configure(parser)`` and
+``run(args) -> int``; this module only assembles them, so ``--help`` lists everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# name -> (module holding configure/run, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sandbox": ("iozen_etl.sandbox.command", "serve the ioZen API v1 sandbox on 127.0.0.1"),
+    "sync": ("iozen_etl.commands.sync", "sync bots and submissions into Parquet and DuckDB"),
+    "replay": ("iozen_etl.replay.command", "replay a CSV file as idempotent submission POSTs"),
+    "sql": ("iozen_etl.warehouse.command", "run a read-only SQL query on the warehouse"),
+    "rebuild": ("iozen_etl.warehouse.rebuild_command", "recreate the warehouse from the lake"),
+    "demo": ("iozen_etl.commands.demo", "sandbox + sync + replay + an example query"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="iozen-etl",
+        description=(
+            "Keep a local SQL copy of an ioZen workspace. Reads IOZEN_API_KEY, IOZEN_BASE_URL "
+            "(default https://app.iozen.ai/api/v1) and IOZEN_DATA_DIR (default ./data)."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module = importlib.import_module(module_name)
+        module.configure(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args._run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Non-secret configuration: where things live and what the defaults are.
+
+The API key is read from the environment only where a client is built (the Dagster resource
+binds it with ``EnvVar``); it is never stored in a settings object that might be printed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_BASE_URL = "https://app.iozen.ai/api/v1"
+API_KEY_ENV = "IOZEN_API_KEY"
+BASE_URL_ENV = "IOZEN_BASE_URL"
+DATA_DIR_ENV = "IOZEN_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Every file iozen-etl writes, under one data directory."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> DataPaths:
+        return cls(Path(os.environ.get(DATA_DIR_ENV, "./data")).resolve())
+
+    @property
+    def parquet(self) -> Path:
+        """The Parquet lake: ``parquet/<table>/bot_id=<segment>/<file>.parquet``."""
+        return self.root / "parquet"
+
+    @property
+    def state_db(self) -> Path:
+        """SQLite file holding ``sync_state`` and ``replay_ledger`` (committed per page / row)."""
+        return self.root / "state.sqlite"
+
+    @property
+    def writer_db(self) -> Path:
+        """The warehouse's private read-write DuckDB file; only the load opens it."""
+        return self.root / "warehouse" / "iozen_write.duckdb"
+
+    @property
+    def published_db(self) -> Path:
+        """The snapshot analysts open read-only; replaced atomically after each load."""
+        return self.root / "iozen.duckdb"
+
+    @property
+    def inbox(self) -> Path:
+        """CSV files dropped here are replayed by the inbox sensor."""
+        return self.root / "inbox"
+
+
+def base_url_from_env() -> str:
+    return os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL)
