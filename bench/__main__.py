@@ -1,0 +1,44 @@
+"""``make bench``: every figure the README quotes, from one run on this machine.
+
+Each area's module exposes ``run() -> dict`` and prints its own lines; baselines (a bare httpx
+loop over the same pages) are measured inside the same run, so the ratios compare like with like.
+``python -m bench sandbox client`` runs a subset.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+AREAS = ["sandbox", "client", "sync", "warehouse", "replay"]
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or AREAS
+    unknown = sorted(set(chosen) - set(AREAS))
+    if unknown:
+        print(f"unknown bench area(s): {', '.join(unknown)}; choose from {', '.join(AREAS)}")
+        return 2
+    results: dict[str, object] = {
+        "machine": {"python": platform.python_version(), "platform": platform.platform()},
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    for area in chosen:
+        print(f"\n=== {area} ===", flush=True)
+        module = importlib.import_module(f"bench.{area}")
+        started = time.perf_counter()
+        results[area] = module.run()
+        print(f"({area}: {time.perf_counter() - started:.1f} s)", flush=True)
+    out = Path(__file__).parent / "results" / "latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nresults written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

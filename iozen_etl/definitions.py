@@ -1,0 +1,40 @@
+"""The one ``Definitions`` of iozen-etl: assets in flow order, checks, jobs, schedules, sensors.
+
+Resources come from the environment when a run starts: ``IOZEN_API_KEY`` through ``EnvVar``
+(never shown in the UI), ``IOZEN_BASE_URL`` and ``IOZEN_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from iozen_etl.pipeline.assets import intake_bots, submissions, warehouse, webhooks
+from iozen_etl.pipeline.automation import (
+    inbox_sensor,
+    incremental_sync_schedule,
+    load_job,
+    new_bots_sensor,
+    nightly_reconcile_schedule,
+    replay_job,
+    sync_job,
+    warehouse_sensor,
+)
+from iozen_etl.pipeline.checks import WAREHOUSE_CHECKS
+from iozen_etl.pipeline.replay_assets import submission_replay
+from iozen_etl.resources import DataDirResource, IozenApiResource
+from iozen_etl.settings import API_KEY_ENV
+
+defs = dg.Definitions(
+    assets=[intake_bots, webhooks, submissions, warehouse, submission_replay],
+    asset_checks=WAREHOUSE_CHECKS,
+    jobs=[sync_job, load_job, replay_job],
+    schedules=[incremental_sync_schedule, nightly_reconcile_schedule],
+    sensors=[new_bots_sensor, warehouse_sensor, inbox_sensor],
+    resources={
+        # The ioZen API: one client per step, sharing the key's rate budget inside the process.
+        # IOZEN_BASE_URL is read when a run starts.
+        "iozen_api": IozenApiResource(api_key=dg.EnvVar(API_KEY_ENV)),
+        # The lake, the state file and the warehouse, under IOZEN_DATA_DIR read at run time.
+        "data_dir": DataDirResource(),
+    },
+)

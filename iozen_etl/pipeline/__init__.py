@@ -1,0 +1,1 @@
+"""Dagster wiring: assets, checks, jobs, schedules and sensors over the plain engines."""

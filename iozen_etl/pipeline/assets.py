@@ -1,0 +1,135 @@
+"""The read path as Dagster assets: bots -> submissions per bot -> warehouse.
+
+Assets are thin: they pick the bots and the mode from the run, call the sync engine or the
+warehouse load, and report facts as metadata. Counts only: answer values never reach metadata.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context and resource
+# annotations at definition time and needs real types, not strings.
+from datetime import timedelta
+from typing import Any
+
+import dagster as dg
+
+from iozen_etl.api import WaitCeilingReached
+from iozen_etl.pipeline.partitions import (
+    BOT_PARTITIONS,
+    BOT_PARTITIONS_NAME,
+    FULL,
+    ON_CEILING_TAG,
+    RECONCILE,
+    sync_mode,
+)
+from iozen_etl.pipeline.reconcile import bots_off_count
+from iozen_etl.pipeline.reporting import bot_metadata, bots_metadata, load_metadata, run_metadata
+from iozen_etl.resources import DataDirResource, IozenApiResource
+from iozen_etl.sync.extract import sync_bots, sync_submissions, sync_webhooks
+from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.state import StateStore
+from iozen_etl.warehouse import load_warehouse
+
+POOL = "iozen"
+# Seconds Dagster waits before retrying a step that stopped at the rate budget's wait ceiling:
+# a whole rate window, so the budget is full again when the step resumes.
+CEILING_RETRY_DELAY_S = 60
+CEILING_RETRIES = 3
+
+
+def _stop_at_ceiling(context: dg.AssetExecutionContext, error: str | None) -> Exception:
+    """Resume later: in-run retry under the daemon, a clean failure for the command line."""
+    if context.run.tags.get(ON_CEILING_TAG) == "stop":
+        return dg.Failure(
+            description=f"stopped at the rate budget's wait ceiling; progress is kept: {error}",
+            allow_retries=False,
+        )
+    return dg.RetryRequested(max_retries=CEILING_RETRIES, seconds_to_wait=CEILING_RETRY_DELAY_S)
+
+
+@dg.asset(group_name="extract", pool=POOL, kinds={"api", "parquet"})
+def intake_bots(
+    context: dg.AssetExecutionContext, iozen_api: IozenApiResource, data_dir: DataDirResource
+) -> dg.MaterializeResult[Any]:
+    """Every intake bot and its schema items; a bot's detail is fetched only when it changed.
+
+    Registers each newly discovered bot as a partition of ``submissions``.
+    """
+    paths = data_dir.paths
+    with iozen_api.client() as client, StateStore(paths.state_db) as state:
+        report = sync_bots(client, Lake(paths.parquet), state)
+    if report.stopped_by_wait_ceiling:
+        raise _stop_at_ceiling(context, "while listing bots")
+    known = set(context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME))
+    new = [bot.id for bot in report.bots if bot.id not in known]
+    if new:
+        context.instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, new)
+    return dg.MaterializeResult(metadata=bots_metadata(report, new_partitions=len(new)))
+
+
+@dg.asset(group_name="extract", pool=POOL, kinds={"api", "parquet"})
+def webhooks(
+    context: dg.AssetExecutionContext, iozen_api: IozenApiResource, data_dir: DataDirResource
+) -> dg.MaterializeResult[Any]:
+    """Registered webhook endpoints (never their secrets); skipped when the plan has none."""
+    paths = data_dir.paths
+    with iozen_api.client() as client, StateStore(paths.state_db) as state:
+        try:
+            report = sync_webhooks(client, Lake(paths.parquet), state)
+        except WaitCeilingReached as error:
+            raise _stop_at_ceiling(context, str(error)) from error
+    return dg.MaterializeResult(metadata=report.metadata())
+
+
+@dg.asset(
+    group_name="extract",
+    pool=POOL,
+    partitions_def=BOT_PARTITIONS,
+    deps=[intake_bots],
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    kinds={"api", "parquet"},
+)
+def submissions(
+    context: dg.AssetExecutionContext, iozen_api: IozenApiResource, data_dir: DataDirResource
+) -> dg.MaterializeResult[Any]:
+    """Submissions of the run's bots, from each bot's stored resume point, committed per page.
+
+    Incremental runs skip unchanged bots; backfills and ``iozen/sync_mode=full`` rescan the chosen
+    bots from the start without moving their live resume points backwards.
+    """
+    paths = data_dir.paths
+    mode = sync_mode(context.run.tags)
+    bot_ids = list(context.partition_keys)
+    full_refresh = set(bot_ids) if mode == FULL else set()
+    if mode == RECONCILE:
+        full_refresh = set(bots_off_count(paths, bot_ids))
+        context.log.info(f"reconcile: {len(full_refresh)} bots disagree with the API's count")
+    with iozen_api.client() as client, StateStore(paths.state_db) as state:
+        report = sync_submissions(
+            client, Lake(paths.parquet), state, only_bots=set(bot_ids), full_refresh=full_refresh
+        )
+    if report.stopped_by_wait_ceiling:
+        raise _stop_at_ceiling(context, report.wait_ceiling_error)
+    for bot in report.bots:
+        context.add_asset_metadata(bot_metadata(bot), partition_key=bot.intake_bot_id)
+    failed = [bot for bot in report.bots if bot.action == "failed"]
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} of {len(report.bots)} bots failed; the others are "
+            f"committed. First: {failed[0].intake_bot_id}: {failed[0].error}",
+            metadata=run_metadata(report),
+        )
+    return dg.MaterializeResult(metadata=run_metadata(report))
+
+
+@dg.asset(
+    group_name="warehouse",
+    pool=POOL,
+    deps=[intake_bots, webhooks, submissions],
+    kinds={"duckdb"},
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)
+    ),
+)
+def warehouse(data_dir: DataDirResource) -> dg.MaterializeResult[Any]:
+    """New Parquet files merged newest-wins into DuckDB, views applied, snapshot published."""
+    report = load_warehouse(data_dir.paths)
+    return dg.MaterializeResult(metadata=load_metadata(report))

@@ -1,0 +1,54 @@
+"""Asset checks on the published warehouse: the plain checks of ``warehouse.checks`` in Dagster."""
+
+# No `from __future__ import annotations` here: Dagster reads the context and resource
+# annotations at definition time and needs real types, not strings.
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from iozen_etl.pipeline.assets import warehouse
+from iozen_etl.resources import DataDirResource
+from iozen_etl.warehouse.checks import ERROR, published_connection, run_all_checks
+
+MAX_SYNC_AGE_ENV = "IOZEN_MAX_SYNC_AGE_MINUTES"
+DEFAULT_MAX_SYNC_AGE_MINUTES = 60
+
+CHECK_DESCRIPTIONS = {
+    "ids_unique": "Each table holds each key once.",
+    "submissions_have_bots": "No submission refers to a bot the warehouse does not hold.",
+    "submission_count_parity": "Each bot holds as many submissions as the API's submission_count.",
+    "schema_drift": "A changed field type is an error; a new field or unknown answer a warning.",
+    "sync_freshness": f"The last successful sync is recent (${MAX_SYNC_AGE_ENV}, default 60).",
+}
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec(name, asset=warehouse, description=description)
+        for name, description in CHECK_DESCRIPTIONS.items()
+    ]
+)
+def warehouse_checks(data_dir: DataDirResource) -> Iterator[dg.AssetCheckResult]:
+    """Run every warehouse check on the published snapshot, as analysts see it."""
+    max_age = timedelta(
+        minutes=float(os.environ.get(MAX_SYNC_AGE_ENV, DEFAULT_MAX_SYNC_AGE_MINUTES))
+    )
+    with published_connection(data_dir.paths) as con:
+        results = run_all_checks(con, max_sync_age=max_age, now=datetime.now(UTC))
+    for result in results:
+        yield dg.AssetCheckResult(
+            asset_key=warehouse.key,
+            check_name=result.name,
+            passed=result.passed,
+            severity=(
+                dg.AssetCheckSeverity.ERROR
+                if result.severity == ERROR
+                else dg.AssetCheckSeverity.WARN
+            ),
+            metadata={key: value for key, value in result.metadata.items()},  # type: ignore[misc]
+        )
+
+
+WAREHOUSE_CHECKS = [warehouse_checks]

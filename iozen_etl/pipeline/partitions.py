@@ -1,0 +1,66 @@
+"""Bot and CSV-file partitions, and the run tags that say which bots a run covers and how."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import dagster as dg
+
+BOT_PARTITIONS_NAME = "intake_bot"
+CSV_PARTITIONS_NAME = "replay_csv"
+BOT_PARTITIONS = dg.DynamicPartitionsDefinition(name=BOT_PARTITIONS_NAME)
+CSV_PARTITIONS = dg.DynamicPartitionsDefinition(name=CSV_PARTITIONS_NAME)
+
+# Dagster's own tag names for a partition-range run and for backfill runs (their constants are
+# private, so the literal strings are used, as Dagster's docs do).
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+BACKFILL_TAG = "dagster/backfill"
+
+SYNC_MODE_TAG = "iozen/sync_mode"
+ON_CEILING_TAG = "iozen/on_ceiling"
+
+INCREMENTAL = "incremental"
+FULL = "full"
+RECONCILE = "reconcile"
+SYNC_MODES = (INCREMENTAL, FULL, RECONCILE)
+
+
+def range_tags(start: str, end: str, mode: str = INCREMENTAL) -> dict[str, str]:
+    """Tags for one run over the bot partitions ``start``..``end`` (in discovery order)."""
+    return {RANGE_START_TAG: start, RANGE_END_TAG: end, SYNC_MODE_TAG: mode}
+
+
+def sync_mode(tags: Mapping[str, str]) -> str:
+    """A backfill always re-syncs its bots in full; otherwise the run's tag decides."""
+    if BACKFILL_TAG in tags:
+        return FULL
+    mode = tags.get(SYNC_MODE_TAG, INCREMENTAL)
+    if mode not in SYNC_MODES:
+        raise ValueError(f"unknown {SYNC_MODE_TAG} {mode!r}; expected one of {SYNC_MODES}")
+    return mode
+
+
+def contiguous_ranges(all_keys: Sequence[str], chosen: Iterable[str]) -> list[tuple[str, str]]:
+    """The fewest (start, end) ranges of ``all_keys`` that cover exactly ``chosen``.
+
+    Dagster runs take a contiguous range of partitions, so a non-contiguous choice needs one run
+    per stretch, as its single-run backfill policy does.
+    """
+    wanted = set(chosen)
+    missing = wanted - set(all_keys)
+    if missing:
+        raise KeyError(f"unknown bot partition(s): {', '.join(sorted(missing))}")
+    ranges: list[tuple[str, str]] = []
+    start: str | None = None
+    previous: str | None = None
+    for key in all_keys:
+        if key in wanted:
+            start = start if start is not None else key
+            previous = key
+        elif start is not None and previous is not None:
+            ranges.append((start, previous))
+            start = None
+    if start is not None and previous is not None:
+        ranges.append((start, previous))
+    return ranges

@@ -1,0 +1,77 @@
+"""Engine reports turned into Dagster metadata and a command-line summary: counts, never values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import dagster as dg
+
+from iozen_etl.replay import ReplayReport
+from iozen_etl.sync.extract import BotsReport, BotSubmissionsReport, SubmissionsReport
+from iozen_etl.warehouse import LoadReport
+
+RUN_PREFIX = "run/"
+
+
+def bots_metadata(report: BotsReport, *, new_partitions: int) -> dict[str, Any]:
+    return {**report.metadata(), "partitions_added": new_partitions}
+
+
+def run_metadata(report: SubmissionsReport) -> dict[str, Any]:
+    """The run's totals; Dagster repeats them on every bot partition's event, hence the prefix."""
+    return {RUN_PREFIX + key: value for key, value in report.metadata().items()}
+
+
+def bot_metadata(bot: BotSubmissionsReport) -> dict[str, Any]:
+    facts = asdict(bot)
+    facts["unknown_answer_fields"] = list(bot.unknown_answer_fields)
+    facts["type_mismatch_fields"] = list(bot.type_mismatch_fields)
+    facts["dagster/row_count"] = bot.rows_new + bot.rows_rescanned + bot.refresh_updated
+    return {key: ("" if value is None else value) for key, value in facts.items()}
+
+
+def load_metadata(report: LoadReport) -> dict[str, Any]:
+    facts = report.metadata()
+    schema = report.column_schemas.get("submissions", {})
+    return {
+        **facts,
+        "dagster/row_count": report.row_counts.get("submissions", 0),
+        "dagster/column_schema": dg.TableSchema(
+            columns=[dg.TableColumn(name, kind) for name, kind in schema.items()]
+        ),
+    }
+
+
+def replay_metadata(report: ReplayReport) -> dict[str, Any]:
+    return {**report.metadata(), "dagster/row_count": report.created + report.already_created}
+
+
+SUMMARY_LINES = [
+    ("intake_bots", "bots_seen", "bots listed"),
+    ("intake_bots", "details_fetched", "bot details fetched"),
+    ("submissions", RUN_PREFIX + "bots_synced", "bots synced"),
+    ("submissions", RUN_PREFIX + "bots_skipped", "bots unchanged (no request)"),
+    ("submissions", RUN_PREFIX + "pages", "pages read"),
+    ("submissions", RUN_PREFIX + "rows_new", "submissions new"),
+    ("submissions", RUN_PREFIX + "rows_rescanned", "submissions rescanned"),
+    ("submissions", RUN_PREFIX + "rows_updated", "submissions updated"),
+    ("submissions", RUN_PREFIX + "requests", "API requests"),
+    ("submissions", RUN_PREFIX + "throttled_429", "429 answers"),
+    ("submissions", RUN_PREFIX + "seconds_waited", "seconds waited"),
+    ("webhooks", "webhooks", "webhooks"),
+]
+
+
+def format_summary(metadata: dict[str, dict[str, Any]]) -> str:
+    """A short report of a sync for the terminal, from the runs' materialization metadata."""
+    lines = []
+    for asset, key, label in SUMMARY_LINES:
+        value = metadata.get(asset, {}).get(key)
+        if value is not None:
+            lines.append(f"  {label:<30} {value}")
+    counts = metadata.get("warehouse", {}).get("row_counts")
+    if isinstance(counts, dict):
+        lines.append("  warehouse tables:")
+        lines.extend(f"    {table:<28} {rows}" for table, rows in sorted(counts.items()))
+    return "\n".join(["sync summary:", *lines]) if lines else "sync summary: nothing ran"

@@ -1,0 +1,40 @@
+"""Dagster resources: configuration in, plain objects out.
+
+The resources hold settings only; the API key arrives through ``EnvVar`` in ``definitions.py`` and
+is handed straight to the client, which never prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+
+from iozen_etl.api import IozenClient
+from iozen_etl.settings import DataPaths, base_url_from_env
+
+
+class IozenApiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """The ioZen API v1: base URL and key; vends a client that shares the key's rate budget."""
+
+    api_key: str
+    # None: IOZEN_BASE_URL at run time, else https://app.iozen.ai/api/v1.
+    base_url: str | None = None
+
+    @contextmanager
+    def client(self) -> Iterator[IozenClient]:
+        with IozenClient(self.api_key, self.base_url or base_url_from_env()) as client:
+            yield client
+
+
+class DataDirResource(dg.ConfigurableResource):  # type: ignore[type-arg]
+    """Where the lake, the state file and the warehouse live (``IOZEN_DATA_DIR``)."""
+
+    # None: IOZEN_DATA_DIR at run time, else ./data.
+    path: str | None = None
+
+    @property
+    def paths(self) -> DataPaths:
+        return DataPaths(Path(self.path).resolve()) if self.path else DataPaths.from_env()
