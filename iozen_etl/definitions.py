@@ -30,6 +30,9 @@ defs = dg.Definitions(
     jobs=[sync_job, load_job, replay_job],
     schedules=[incremental_sync_schedule, nightly_reconcile_schedule],
     sensors=[new_bots_sensor, warehouse_sensor, inbox_sensor],
+    # One process per run: the sync spreads its own work over threads (sharing one rate budget),
+    # and runs are serialised by the pool anyway, so a process per step would only add start-up.
+    executor=dg.in_process_executor,
     resources={
         # The ioZen API: one client per step, sharing the key's rate budget inside the process.
         # IOZEN_BASE_URL is read when a run starts.

@@ -40,7 +40,6 @@ load_job = dg.define_asset_job(
 replay_job = dg.define_asset_job(
     "replay_job",
     selection=[submission_replay],
-    partitions_def=CSV_PARTITIONS,
     description="Replay one inbox CSV file as idempotent submission POSTs.",
 )
 
@@ -135,21 +134,20 @@ def _latest_timestamp(instance: dg.DagsterInstance, key: dg.AssetKey) -> float:
 )
 def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
     inbox = DataPaths.from_env().inbox
-    known = set(context.instance.get_dynamic_partitions(CSV_PARTITIONS_NAME))
-    requests: list[dg.RunRequest] = []
-    new_keys: list[str] = []
-    for key, mtime_ns in _settled_csv_files(inbox):
-        if key not in known:
-            new_keys.append(key)
-        # A file replaced with new content is a new run; the ledger makes re-sent rows no-ops.
-        requests.append(dg.RunRequest(run_key=f"{key}@{mtime_ns}", partition_key=key))
-    if not requests:
+    files = list(_settled_csv_files(inbox))
+    if not files:
         return dg.SkipReason(f"no settled CSV files in {inbox}")
+    known = set(context.instance.get_dynamic_partitions(CSV_PARTITIONS_NAME))
+    new_keys = [key for key, _ in files if key not in known]
+    if new_keys:
+        # Registered here rather than through the result, so the run requests below name
+        # partitions that already exist whoever evaluates the tick.
+        context.instance.add_dynamic_partitions(CSV_PARTITIONS_NAME, new_keys)
+    # A file replaced with new content is a new run; the ledger makes re-sent rows no-ops.
     return dg.SensorResult(
-        run_requests=requests,
-        dynamic_partitions_requests=[CSV_PARTITIONS.build_add_request(new_keys)]
-        if new_keys
-        else [],
+        run_requests=[
+            dg.RunRequest(run_key=f"{key}@{mtime_ns}", partition_key=key) for key, mtime_ns in files
+        ]
     )
 
 

@@ -1,0 +1,145 @@
+"""The Definitions load, and each schedule and sensor asks for the right runs."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+
+from iozen_etl.definitions import defs
+from iozen_etl.pipeline.automation import (
+    inbox_sensor,
+    incremental_sync_schedule,
+    new_bots_sensor,
+    nightly_reconcile_schedule,
+    warehouse_sensor,
+)
+from iozen_etl.pipeline.partitions import (
+    BOT_PARTITIONS_NAME,
+    CSV_PARTITIONS_NAME,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
+    SYNC_MODE_TAG,
+)
+
+
+def test_definitions_load_with_the_flow_in_groups():
+    dg.Definitions.validate_loadable(defs)
+    groups = {
+        key.to_user_string(): spec.group_name
+        for key, spec in ((s.key, s) for s in defs.resolve_all_asset_specs())
+    }
+    assert groups == {
+        "intake_bots": "extract",
+        "webhooks": "extract",
+        "submissions": "extract",
+        "warehouse": "warehouse",
+        "submission_replay": "replay",
+    }
+    for job in ("sync_job", "load_job", "replay_job"):
+        defs.resolve_job_def(job)
+    check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
+    assert check_names == {
+        "ids_unique",
+        "submissions_have_bots",
+        "submission_count_parity",
+        "schema_drift",
+        "sync_freshness",
+    }
+
+
+def test_the_api_key_is_an_env_var_not_a_value():
+    config = defs.resources["iozen_api"].get_resource_context  # type: ignore[union-attr]
+    assert config is not None
+    resource = defs.resources["iozen_api"]
+    assert isinstance(resource.api_key, dg.EnvVar)  # type: ignore[union-attr]
+
+
+def test_schedules_ask_for_one_run_over_every_bot():
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance)
+        first = incremental_sync_schedule.evaluate_tick(context).run_requests
+        # Nothing discovered yet: the bot listing alone, which registers the partitions.
+        assert len(first) == 1
+        assert {key.to_user_string() for key in first[0].asset_selection} == {
+            "intake_bots",
+            "webhooks",
+        }
+
+        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["b1", "b2", "b3"])
+        (incremental,) = incremental_sync_schedule.evaluate_tick(context).run_requests
+        assert incremental.tags[RANGE_START_TAG] == "b1"
+        assert incremental.tags[RANGE_END_TAG] == "b3"
+        assert incremental.tags[SYNC_MODE_TAG] == "incremental"
+        assert incremental.asset_selection is None  # the whole sync job
+
+        (reconcile,) = nightly_reconcile_schedule.evaluate_tick(context).run_requests
+        assert reconcile.tags[SYNC_MODE_TAG] == "reconcile"
+        assert reconcile.tags[RANGE_END_TAG] == "b3"
+
+
+def test_new_bots_sensor_syncs_only_never_synced_bots(tmp_path):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["b1", "b2"])
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        result = new_bots_sensor.evaluate_tick(context)
+        (request,) = result.run_requests
+        assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("b1", "b2")
+
+        for key in ("b1", "b2"):
+            instance.report_runless_asset_event(
+                dg.AssetMaterialization(asset_key="submissions", partition=key)
+            )
+        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["b3", "b4"])
+        (request,) = new_bots_sensor.evaluate_tick(context).run_requests
+        assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("b3", "b4")
+        assert {k.to_user_string() for k in request.asset_selection} == {
+            "submissions",
+            "warehouse",
+        }
+
+
+def test_warehouse_sensor_loads_after_extracts_newer_than_the_last_load():
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        assert warehouse_sensor.evaluate_tick(context).run_requests == []
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="submissions", partition="b1")
+        )
+        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["b1"])
+        assert len(warehouse_sensor.evaluate_tick(context).run_requests) == 1
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="warehouse"))
+        assert warehouse_sensor.evaluate_tick(context).run_requests == []
+
+
+def test_inbox_sensor_replays_settled_files_once_each(tmp_path, monkeypatch):
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(tmp_path))
+    inbox = tmp_path / "inbox"
+    (inbox / "bot123").mkdir(parents=True)
+    settled = inbox / "bot123" / "leads.csv"
+    settled.write_text("full_name\nJane\n")
+    top = inbox / "mixed.csv"
+    top.write_text("_bot_id,full_name\nb1,Jane\n")
+    fresh = inbox / "still-copying.csv"
+    fresh.write_text("full_name\n")
+    (inbox / "leads.rejects.csv").write_text("_row,_reason\n")
+    old = time.time() - 60
+    for path in (settled, top, inbox / "leads.rejects.csv"):
+        os.utime(path, (old, old))
+
+    with (
+        dg.instance_for_test() as instance,
+        # The daemon evaluates ticks inside such a context; a bare test must set it up.
+        dg.partition_loading_context(dynamic_partitions_store=instance),
+    ):
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        result = inbox_sensor.evaluate_tick(context)
+        keys = sorted(request.partition_key for request in result.run_requests)
+        assert keys == ["bot123/leads.csv", "mixed.csv"]
+        assert sorted(instance.get_dynamic_partitions(CSV_PARTITIONS_NAME)) == keys
+        again = inbox_sensor.evaluate_tick(context)
+        # Same files, same modification times: the same run keys, which Dagster runs once.
+        assert sorted(r.run_key for r in again.run_requests) == sorted(
+            r.run_key for r in result.run_requests
+        )

@@ -1,0 +1,51 @@
+"""The sync job end to end (in-process Dagster, sandbox on loopback), checked against the truth."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from iozen_etl.definitions import defs
+from iozen_etl.pipeline.launch import run_sync
+from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME
+
+
+def test_first_sync_then_incremental_matches_the_sandbox(world):
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = run_sync(defs, instance, say=lambda line: None)
+        assert first.success, first.reason
+        # First ever sync: one run lists the bots, one syncs the bots it discovered.
+        assert first.runs == 2
+        assert sorted(instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)) == sorted(
+            world.sandbox.bot_ids()
+        )
+        assert world.warehouse_submissions() == world.truth_submissions()
+
+        bots = world.sandbox.bot_ids()
+        world.sandbox.generate_submissions(bots[0], 130)
+        new_bot = world.sandbox.add_bot(name="Late Arrival")
+        world.sandbox.generate_submissions(new_bot, 7)
+
+        second = run_sync(defs, instance, say=lambda line: None)
+        assert second.success, second.reason
+        assert second.runs == 2  # the known bots, then the bot this run discovered
+        assert world.warehouse_submissions() == world.truth_submissions()
+        facts = second.metadata["submissions"]
+        assert facts["run/rows_new"] == 7  # the last run's rows: the new bot's
+        assert second.metadata["intake_bots"]["partitions_added"] == 1
+
+
+def test_sync_of_unknown_bot_fails_with_one_line_reason(world):
+    with dg.DagsterInstance.ephemeral() as instance:
+        outcome = run_sync(defs, instance, bots=["nope"], say=lambda line: None)
+    assert not outcome.success
+    assert outcome.reason == "unknown bot id(s): nope"
+
+
+def test_a_wrong_key_fails_cleanly_and_never_shows_the_key(world, monkeypatch):
+    wrong = "iozen_live_" + "x" * 32
+    monkeypatch.setenv("IOZEN_API_KEY", wrong)
+    with dg.DagsterInstance.ephemeral() as instance:
+        outcome = run_sync(defs, instance, say=lambda line: None)
+    assert not outcome.success
+    assert "authentication_required" in (outcome.reason or "")
+    assert wrong not in (outcome.reason or "")
