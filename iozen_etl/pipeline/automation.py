@@ -12,7 +12,6 @@ import dagster as dg
 from iozen_etl.pipeline.assets import intake_bots, submissions, warehouse, webhooks
 from iozen_etl.pipeline.partitions import (
     BOT_PARTITIONS_NAME,
-    CSV_PARTITIONS,
     CSV_PARTITIONS_NAME,
     INCREMENTAL,
     RECONCILE,
