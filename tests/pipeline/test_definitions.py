@@ -50,10 +50,8 @@ def test_definitions_load_with_the_flow_in_groups():
 
 
 def test_the_api_key_is_an_env_var_not_a_value():
-    config = defs.resources["iozen_api"].get_resource_context  # type: ignore[union-attr]
-    assert config is not None
     resource = defs.resources["iozen_api"]
-    assert isinstance(resource.api_key, dg.EnvVar)  # type: ignore[union-attr]
+    assert isinstance(resource.api_key, dg.EnvVar)
 
 
 def test_schedules_ask_for_one_run_over_every_bot():
