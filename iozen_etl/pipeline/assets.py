@@ -6,6 +6,7 @@ warehouse load, and report facts as metadata. Counts only: answer values never r
 
 # No `from __future__ import annotations` here: Dagster reads the context and resource
 # annotations at definition time and needs real types, not strings.
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +34,10 @@ POOL = "iozen"
 # a whole rate window, so the budget is full again when the step resumes.
 CEILING_RETRY_DELAY_S = 60
 CEILING_RETRIES = 3
+# IN_PROGRESS submissions re-read per run (one GET each, oldest-checked first): at a 15-minute
+# schedule the default costs at most 400 requests an hour, a small share of either plan's budget.
+IN_PROGRESS_REFRESH_ENV = "IOZEN_IN_PROGRESS_REFRESH_LIMIT"
+DEFAULT_IN_PROGRESS_REFRESH = 100
 
 
 def _stop_at_ceiling(context: dg.AssetExecutionContext, error: str | None) -> Exception:
@@ -104,7 +109,14 @@ def submissions(
         context.log.info(f"reconcile: {len(full_refresh)} bots disagree with the API's count")
     with iozen_api.client() as client, StateStore(paths.state_db) as state:
         report = sync_submissions(
-            client, Lake(paths.parquet), state, only_bots=set(bot_ids), full_refresh=full_refresh
+            client,
+            Lake(paths.parquet),
+            state,
+            only_bots=set(bot_ids),
+            full_refresh=full_refresh,
+            in_progress_refresh_limit=int(
+                os.environ.get(IN_PROGRESS_REFRESH_ENV, DEFAULT_IN_PROGRESS_REFRESH)
+            ),
         )
     if report.stopped_by_wait_ceiling:
         raise _stop_at_ceiling(context, report.wait_ceiling_error)
