@@ -1,0 +1,162 @@
+"""``iozen-etl sandbox``: serve a seeded sandbox on loopback until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from types import FrameType
+
+from iozen_etl.sandbox.app import Sandbox
+from iozen_etl.sandbox.config import (
+    ALL_SCOPES,
+    ROUTE_NAMES,
+    FaultSpec,
+    FaultSpecError,
+    SandboxConfig,
+)
+from iozen_etl.sandbox.server import serve
+
+EPILOG = f"""\
+fault SPEC: comma-separated KIND=VALUE items, each optionally ending in @ROUTE[|ROUTE]:
+  5xx=P  429=P[:BURST]  drop=P  truncate=P  html=P  latency=50ms
+  e.g. --faults '5xx=0.1,429=0.05:3,drop=0.02,latency=50ms@submissions'
+routes: {", ".join(ROUTE_NAMES)}
+scopes: {", ".join(ALL_SCOPES)}
+
+On start it prints two lines, IOZEN_BASE_URL=... and IOZEN_API_KEY=... (a key with every
+scope), then serves until SIGINT or SIGTERM. Sandbox-only routes live under /_sandbox/
+(generate, update, pause, add-field, add-bot, advance, deliver, truth/..., requests).
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and faults")
+    parser.add_argument("--bots", type=int, default=20, help="number of intake bots (default 20)")
+    parser.add_argument(
+        "--submissions-per-bot",
+        type=int,
+        default=50,
+        help="mean submissions per bot; the spread is skewed (default 50)",
+    )
+    parser.add_argument("--plan", choices=("pro", "business"), default="business")
+    parser.add_argument(
+        "--rate-limit", type=int, default=None, help="requests per window per key (plan default)"
+    )
+    parser.add_argument("--window-s", type=float, default=60.0, help="rate-limit window seconds")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every answer")
+    parser.add_argument("--faults", default=None, metavar="SPEC", help="fault injection (below)")
+    parser.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="KEY=SCOPE,SCOPE",
+        help="add a key with just these scopes (repeatable)",
+    )
+    parser.add_argument("--submission-quota", type=int, default=None, help="plan quota (429)")
+    parser.add_argument("--create-201", action="store_true", help="POSTs answer 201, not 200")
+    parser.add_argument("--delete-204", action="store_true", help="DELETE answers 204, no body")
+    parser.add_argument(
+        "--legacy-schema", action="store_true", help="bot schema as a bare list (older shape)"
+    )
+    parser.add_argument(
+        "--unwrapped-bot", action="store_true", help="bot detail as data, not data.intake_bot"
+    )
+    parser.add_argument(
+        "--no-retry-after-body", action="store_true", help="429 without details.retry_after"
+    )
+    parser.add_argument("--retry-after-header", action="store_true", help="429 with Retry-After")
+    parser.add_argument("--retry-after-zero", action="store_true", help="429 says to wait 0 s")
+    parser.add_argument(
+        "--opaque-cursors", action="store_true", help="next_cursor is a token, not an item id"
+    )
+    parser.add_argument(
+        "--frozen-clock",
+        action="store_true",
+        help="the clock stands still until POST /_sandbox/advance (default: wall time)",
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    """A SandboxConfig from the parsed options; raises ValueError on a bad one."""
+    extra_keys: dict[str, tuple[str, ...]] = {}
+    for spec in args.key:
+        key, eq, scopes = spec.partition("=")
+        if not eq or not key.startswith("iozen_live_"):
+            raise ValueError(f"--key wants iozen_live_...=SCOPE,SCOPE, got {spec.split('=')[0]!r}")
+        names = tuple(s.strip() for s in scopes.split(",") if s.strip())
+        unknown = sorted(set(names) - set(ALL_SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scope(s) {unknown}; scopes: {', '.join(ALL_SCOPES)}")
+        extra_keys[key] = names
+    faults = FaultSpec.parse(args.faults) if args.faults else None
+    config = SandboxConfig(
+        seed=args.seed,
+        bots=args.bots,
+        submissions_per_bot=args.submissions_per_bot,
+        plan=args.plan,
+        rate_limit=args.rate_limit,
+        window_s=args.window_s,
+        latency_ms=args.latency_ms,
+        faults=faults,
+        submission_quota=args.submission_quota,
+        create_status=201 if args.create_201 else 200,
+        delete_status=204 if args.delete_204 else 200,
+        schema_shape="legacy" if args.legacy_schema else "fields",
+        bot_detail_wrapped=not args.unwrapped_bot,
+        retry_after_in_body=not args.no_retry_after_body,
+        retry_after_header=args.retry_after_header,
+        retry_after_zero=args.retry_after_zero,
+        cursor_mode="opaque" if args.opaque_cursors else "id",
+        real_time=not args.frozen_clock,
+        extra_keys=extra_keys,
+    )
+    config.validate()
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = config_from_args(args)
+    except (ValueError, FaultSpecError) as error:
+        print(f"iozen-etl sandbox: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    # Installed before seeding (a million submissions take seconds) so an early stop is clean.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    started = time.perf_counter()
+    sandbox = Sandbox(config)
+    if stop.is_set():
+        return 0
+    try:
+        server = serve(sandbox, args.host, args.port)
+    except OSError as error:
+        print(
+            f"iozen-etl sandbox: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr
+        )
+        return 1
+    print(f"IOZEN_BASE_URL={server.base_url}", flush=True)
+    print(f"IOZEN_API_KEY={sandbox.api_key}", flush=True)
+    print(
+        f"sandbox: {config.bots} bots, {sandbox.submission_total()} submissions, "
+        f"seeded in {time.perf_counter() - started:.1f} s; Ctrl-C stops it",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.close()
+    return 0
