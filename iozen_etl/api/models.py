@@ -1,0 +1,393 @@
+"""Typed records for the API's wire objects, and their lenient parsing from JSON dicts.
+
+Parsing follows DECISIONS.md: unknown keys are kept in ``extra``, unknown schema item kinds are
+skipped, both intake-bot detail shapes are read, enums stay free strings. Only a missing ``id``,
+``created_at`` or ``updated_at`` (without which a record cannot be stored or ordered) or a value
+of the wrong JSON type raises ``WireFormatError``, which the client reports as a malformed
+response naming the request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WireFormatError(ValueError):
+    """A JSON object that cannot be read as the record it should be."""
+
+
+@dataclass(frozen=True)
+class SchemaItem:
+    """One item of an intake bot's schema: a question field or a display-only content block."""
+
+    id: str | None
+    kind: str
+    name: str
+    label: str | None
+    type: str | None
+    required: bool | None
+    options: tuple[str, ...]
+    content_type: str | None
+    body: str | None
+    extra: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class IntakeBot:
+    """An intake bot; ``schema`` is set only when it came from the detail endpoint."""
+
+    id: str
+    name: str
+    status: str
+    submission_count: int
+    created_at: str
+    updated_at: str
+    description: str | None
+    share_url: str | None
+    schema: tuple[SchemaItem, ...] | None
+    schema_shape: str | None
+    extra: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One turn of a submission's conversation."""
+
+    id: str
+    role: str
+    content: str
+    created_at: str
+    extra: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submission; ``messages`` is set only when it came from the detail endpoint."""
+
+    id: str
+    intake_bot_id: str
+    status: str
+    data: Mapping[str, Any]
+    ai_summary: str | None
+    is_test: bool | None
+    file_count: int | None
+    message_count: int | None
+    schema_version: int | None
+    created_at: str
+    updated_at: str
+    messages: tuple[Message, ...] | None
+    extra: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Webhook:
+    """A webhook endpoint; ``secret`` is set only in the answer to its creation."""
+
+    id: str
+    url: str
+    events: tuple[str, ...]
+    status: str
+    description: str | None
+    last_delivery_at: str | None
+    last_delivery_ok: bool | None
+    consecutive_fails: int | None
+    created_at: str
+    updated_at: str
+    secret: str | None
+    extra: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        # The signing secret is a credential: keep it out of logs and tracebacks.
+        secret = "None" if self.secret is None else "'***'"
+        return f"Webhook(id={self.id!r}, url={self.url!r}, status={self.status!r}, secret={secret})"
+
+
+@dataclass(frozen=True)
+class CreatedSubmission:
+    """The answer to a submission POST (or its idempotent replay)."""
+
+    id: str
+    status: str
+    created_at: str
+    request_id: str | None
+    status_code: int
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a list endpoint, with the point to resume from after it."""
+
+    items: list[T]
+    has_more: bool
+    next_cursor: str | None
+    resume_point: str | None
+    in_order: bool
+    request_id: str | None
+    schema: tuple[SchemaItem, ...] | None
+
+
+_SCHEMA_ITEM_KEYS = frozenset(
+    {"id", "kind", "name", "label", "type", "required", "options", "content_type", "body"}
+)
+_BOT_KEYS = frozenset(
+    {
+        "id",
+        "name",
+        "status",
+        "submission_count",
+        "created_at",
+        "updated_at",
+        "description",
+        "share_url",
+        "schema",
+    }
+)
+_SUBMISSION_KEYS = frozenset(
+    {
+        "id",
+        "intake_bot_id",
+        "status",
+        "data",
+        "ai_summary",
+        "is_test",
+        "file_count",
+        "message_count",
+        "schema_version",
+        "created_at",
+        "updated_at",
+        "messages",
+    }
+)
+_MESSAGE_KEYS = frozenset({"id", "role", "content", "created_at"})
+_WEBHOOK_KEYS = frozenset(
+    {
+        "id",
+        "url",
+        "events",
+        "status",
+        "description",
+        "last_delivery_at",
+        "last_delivery_ok",
+        "consecutive_fails",
+        "created_at",
+        "updated_at",
+        "secret",
+    }
+)
+KNOWN_KINDS = frozenset({"field", "content"})
+
+
+def parse_schema(raw: Any) -> tuple[tuple[SchemaItem, ...], str | None]:
+    """Schema items and the shape they came in: ``{"fields": [...]}`` or a bare (legacy) list."""
+    if raw is None:
+        return (), None
+    if isinstance(raw, list):
+        items, shape = raw, "legacy"
+    elif isinstance(raw, Mapping) and isinstance(raw.get("fields"), list):
+        items, shape = raw["fields"], "fields"
+    else:
+        raise WireFormatError("schema is neither a list nor an object with a 'fields' list")
+    parsed = []
+    for position, item in enumerate(items):
+        schema_item = _schema_item(item, position)
+        if schema_item is not None:
+            parsed.append(schema_item)
+    return tuple(parsed), shape
+
+
+def _schema_item(raw: Any, position: int) -> SchemaItem | None:
+    if not isinstance(raw, Mapping):
+        logger.warning("schema item %d is not an object; skipped", position)
+        return None
+    kind = raw.get("kind") or "field"
+    if kind not in KNOWN_KINDS:
+        # The changelog asks clients to skip kinds they do not know (additive change).
+        logger.info("schema item %d has unknown kind %r; skipped", position, kind)
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        logger.warning("schema item %d has no name; skipped", position)
+        return None
+    return SchemaItem(
+        id=_opt_str(raw, "id"),
+        kind=str(kind),
+        name=name,
+        label=_opt_str(raw, "label"),
+        type=_opt_str(raw, "type"),
+        required=_opt_bool(raw, "required"),
+        options=tuple(_option(option) for option in _list(raw, "options")),
+        content_type=_opt_str(raw, "content_type"),
+        body=_opt_str(raw, "body"),
+        extra=_extra(raw, _SCHEMA_ITEM_KEYS),
+    )
+
+
+def _option(raw: Any) -> str:
+    if isinstance(raw, Mapping):
+        for key in ("value", "label"):
+            if isinstance(raw.get(key), str):
+                return str(raw[key])
+    return raw if isinstance(raw, str) else str(raw)
+
+
+def parse_intake_bot(raw: Any, *, detail: bool) -> IntakeBot:
+    """An intake bot from a list item or from the detail's ``data`` (wrapped or not)."""
+    if detail and isinstance(raw, Mapping) and isinstance(raw.get("intake_bot"), Mapping):
+        raw = raw["intake_bot"]
+    obj = _object(raw, "intake bot")
+    schema, shape = parse_schema(obj.get("schema")) if detail else ((), None)
+    return IntakeBot(
+        id=_required_str(obj, "id"),
+        name=_str(obj, "name"),
+        status=_str(obj, "status"),
+        submission_count=_opt_int(obj, "submission_count") or 0,
+        created_at=_required_str(obj, "created_at"),
+        updated_at=_required_str(obj, "updated_at"),
+        description=_opt_str(obj, "description"),
+        share_url=_opt_str(obj, "share_url"),
+        schema=schema if detail else None,
+        schema_shape=shape,
+        extra=_extra(obj, _BOT_KEYS),
+    )
+
+
+def parse_submission(raw: Any, *, bot_id: str, detail: bool) -> Submission:
+    """A submission from a list item or the detail's ``data.submission``."""
+    if detail and isinstance(raw, Mapping) and isinstance(raw.get("submission"), Mapping):
+        raw = raw["submission"]
+    obj = _object(raw, "submission")
+    # The hot path of every sync (one call per submission): plain lookups, no helpers per key.
+    get = obj.get
+    data = get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise WireFormatError(f"submission {get('id')!r}: 'data' is not an object")
+    messages = None
+    if detail:
+        messages = tuple(parse_message(message) for message in _list(obj, "messages"))
+    status = get("status")
+    ai_summary = get("ai_summary")
+    intake_bot_id = get("intake_bot_id")
+    is_test = get("is_test")
+    return Submission(
+        id=_required_str(obj, "id"),
+        intake_bot_id=intake_bot_id if type(intake_bot_id) is str and intake_bot_id else bot_id,
+        status=status if type(status) is str else _str(obj, "status"),
+        data=data if data is not None else {},  # freshly decoded JSON: ours, no copy
+        ai_summary=ai_summary if ai_summary is None or type(ai_summary) is str else str(ai_summary),
+        is_test=is_test if type(is_test) is bool else None,
+        file_count=_opt_int(obj, "file_count"),
+        message_count=_opt_int(obj, "message_count"),
+        schema_version=_opt_int(obj, "schema_version"),
+        created_at=_required_str(obj, "created_at"),
+        updated_at=_required_str(obj, "updated_at"),
+        messages=messages,
+        extra=_extra(obj, _SUBMISSION_KEYS),
+    )
+
+
+def parse_message(raw: Any) -> Message:
+    obj = _object(raw, "message")
+    return Message(
+        id=_required_str(obj, "id"),
+        role=_str(obj, "role"),
+        content=_str(obj, "content"),
+        created_at=_str(obj, "created_at"),
+        extra=_extra(obj, _MESSAGE_KEYS),
+    )
+
+
+def parse_webhook(raw: Any) -> Webhook:
+    """A webhook from a list item or a detail's ``data`` (wrapped in ``webhook`` or not)."""
+    if isinstance(raw, Mapping) and isinstance(raw.get("webhook"), Mapping):
+        raw = raw["webhook"]
+    obj = _object(raw, "webhook")
+    return Webhook(
+        id=_required_str(obj, "id"),
+        url=_str(obj, "url"),
+        events=tuple(str(event) for event in _list(obj, "events")),
+        status=_str(obj, "status"),
+        description=_opt_str(obj, "description"),
+        last_delivery_at=_opt_str(obj, "last_delivery_at"),
+        last_delivery_ok=_opt_bool(obj, "last_delivery_ok"),
+        consecutive_fails=_opt_int(obj, "consecutive_fails"),
+        created_at=_required_str(obj, "created_at"),
+        updated_at=_required_str(obj, "updated_at"),
+        secret=_opt_str(obj, "secret"),
+        extra=_extra(obj, _WEBHOOK_KEYS),
+    )
+
+
+def parse_created_submission(
+    raw: Any, *, request_id: str | None, status_code: int, replayed: bool
+) -> CreatedSubmission:
+    if isinstance(raw, Mapping) and isinstance(raw.get("submission"), Mapping):
+        raw = raw["submission"]
+    obj = _object(raw, "created submission")
+    return CreatedSubmission(
+        id=_required_str(obj, "id"),
+        status=_str(obj, "status"),
+        created_at=_str(obj, "created_at"),
+        request_id=request_id,
+        status_code=status_code,
+        replayed=replayed,
+    )
+
+
+def _object(raw: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise WireFormatError(f"{what} is not a JSON object")
+    return raw
+
+
+def _required_str(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if type(value) is not str or not value:
+        raise WireFormatError(f"object {obj.get('id')!r} lacks a string {key!r}")
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    return "" if value is None else str(value)
+
+
+def _opt_str(obj: Mapping[str, Any], key: str) -> str | None:
+    value = obj.get(key)
+    return None if value is None else str(value)
+
+
+def _opt_bool(obj: Mapping[str, Any], key: str) -> bool | None:
+    value = obj.get(key)
+    return value if isinstance(value, bool) else None
+
+
+def _opt_int(obj: Mapping[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    if type(value) is int:
+        return value
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
+    value = obj.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _extra(obj: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    if obj.keys() <= known:
+        return {}
+    return {key: value for key, value in obj.items() if key not in known}
