@@ -44,6 +44,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not chunk:
                 break
             remaining -= len(chunk)
+        if len(body) < min(length, MAX_BODY_BYTES + 1) or remaining > 0:
+            # The client went away mid-body (killed, say): a real server never sees that request,
+            # so it must neither be handled nor leave an idempotent answer behind.
+            self.close_connection = True
+            return
         headers = {name.lower(): value for name, value in self.headers.items()}
         answer = self.server.sandbox.handle(
             SandboxRequest(

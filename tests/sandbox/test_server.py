@@ -195,3 +195,34 @@ def test_malformed_http_gets_an_envelope(raw: bytes) -> None:
     # A request line without a version is HTTP/0.9: the answer is the bare body.
     body = answer.partition(b"\r\n\r\n")[2] if answer.startswith(b"HTTP/1.") else answer
     assert json.loads(body)["success"] is False
+
+
+def test_a_body_cut_short_is_never_handled_nor_remembered() -> None:
+    """A client killed mid-body: the real server never sees that request, so neither does ours."""
+    sandbox = Sandbox(SandboxConfig(seed=5, bots=1, submissions_per_bot=0, real_time=True))
+    server = serve(sandbox)
+    try:
+        bot_id = sandbox.bot_ids()[0]
+        body = json.dumps({"data": {}, "status": "IN_PROGRESS"}).encode()
+        head = (
+            f"POST /api/v1/intake-bots/{bot_id}/submissions HTTP/1.1\r\n"
+            f"Host: 127.0.0.1\r\nAuthorization: Bearer {sandbox.api_key}\r\n"
+            "Content-Type: application/json\r\nIdempotency-Key: cut-short\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection((server.host, server.port)) as sock:
+            sock.sendall(head + body[:5])
+        # The same key with the whole body creates the submission (no stored 400, no 409).
+        answer = httpx.post(
+            f"{server.base_url}/intake-bots/{bot_id}/submissions",
+            content=body,
+            headers={
+                "Authorization": f"Bearer {sandbox.api_key}",
+                "Content-Type": "application/json",
+                "Idempotency-Key": "cut-short",
+            },
+        )
+        assert answer.status_code == 200, answer.text
+        assert len(sandbox.truth_submissions(bot_id)) == 1
+    finally:
+        server.close()
