@@ -1,0 +1,221 @@
+"""Extraction benchmark: a full sync against a bare fetch loop, peak memory, incremental cost.
+
+Every sandbox runs in its own process (``python -m iozen_etl.sandbox``, rate limit effectively off)
+and every sync in another (``python -m iozen_etl.sync.run`` under a small parent that reports its
+child's peak RSS from ``RUSAGE_CHILDREN``), so neither the sandbox nor this process counts in the
+memory figure. The baseline is a bare httpx loop over the same requests (bot listing, bot details,
+every submissions page), with the same concurrency, measured in the same run.
+
+Run: ``python -m bench.sync [--sizes 100000,1000000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+BOTS = 1000
+CONCURRENCY = 8
+UNLIMITED = "1000000000"
+
+# Runs the command in argv[1:] and prints the peak RSS (KiB) of that child alone.
+_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "print('PEAK_RSS_KB=%d' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(code)\n"
+)
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+@contextmanager
+def sandbox_process(bots: int, per_bot: int) -> Iterator[tuple[str, str]]:
+    """A sandbox served by its own process; yields (base URL, API key)."""
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "iozen_etl.sandbox", "--port", "0", "--bots", str(bots)),
+            *("--submissions-per-bot", str(per_bot), "--rate-limit", UNLIMITED),
+        ],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        found: dict[str, str] = {}
+        while len(found) < 2:
+            line = process.stdout.readline()
+            if not line:
+                raise RuntimeError("the sandbox exited before printing its address")
+            name, _, value = line.strip().partition("=")
+            if name in ("IOZEN_BASE_URL", "IOZEN_API_KEY"):
+                found[name] = value
+        yield found["IOZEN_BASE_URL"], found["IOZEN_API_KEY"]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def bare_fetch(base_url: str, api_key: str, concurrency: int = CONCURRENCY) -> dict[str, Any]:
+    """The least any sync must do: every bot page, every detail, every submissions page."""
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {api_key}"}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    requests = 0
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60, limits=limits) as http:
+        bot_ids: list[str] = []
+        cursor: str | None = None
+        while True:
+            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
+            data = http.get("/intake-bots", params=params).json()["data"]
+            requests += 1
+            bot_ids.extend(bot["id"] for bot in data["intake_bots"])
+            cursor = data["pagination"]["next_cursor"]
+            if not data["pagination"]["has_more"] or not cursor:
+                break
+
+        def one_bot(bot_id: str) -> int:
+            http.get(f"/intake-bots/{bot_id}").json()
+            count, page_cursor = 1, None
+            while True:
+                params = {"limit": "100", **({"cursor": page_cursor} if page_cursor else {})}
+                page = http.get(f"/intake-bots/{bot_id}/submissions", params=params).json()
+                count += 1
+                page_cursor = page["data"]["pagination"]["next_cursor"]
+                if not page["data"]["pagination"]["has_more"] or not page_cursor:
+                    return count
+
+        with ThreadPoolExecutor(max_workers=concurrency) as pool:
+            requests += sum(pool.map(one_bot, bot_ids))
+    return {"seconds": time.perf_counter() - started, "requests": requests}
+
+
+def timed_sync(
+    base_url: str, api_key: str, data_dir: Path, concurrency: int = CONCURRENCY
+) -> dict[str, Any]:
+    """One ``iozen_etl.sync.run`` in a child process: wall time, peak RSS, its own summary."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [
+            *(sys.executable, "-c", _MEASURE, sys.executable, "-m", "iozen_etl.sync.run"),
+            *("--base-url", base_url, "--data-dir", str(data_dir)),
+            *("--concurrency", str(concurrency)),
+        ],
+        env=_env(IOZEN_API_KEY=api_key),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"sync failed ({done.returncode}): {done.stderr[-2000:]}")
+    lines = done.stdout.strip().splitlines()
+    peak_kb = int(next(line for line in lines if line.startswith("PEAK_RSS_KB=")).split("=")[1])
+    summary = json.loads(next(line for line in lines if line.startswith("{")))
+    engine_s = summary["bots"]["elapsed_s"] + summary["submissions"]["elapsed_s"]
+    return {
+        "wall_s": wall,
+        "engine_s": engine_s,
+        "peak_rss_mb": peak_kb / 1024,
+        "requests": summary["requests_total"],
+        "summary": summary,
+    }
+
+
+def _complete_everything(base_url: str, api_key: str) -> int:
+    """Mark every IN_PROGRESS submission COMPLETED through the sandbox's admin routes."""
+    root = base_url.removesuffix("/api/v1")
+    with httpx.Client(base_url=root, timeout=60) as http:
+        subs = http.get("/_sandbox/truth/submissions").json()["data"]
+        waiting = [s for s in subs if s["status"] == "IN_PROGRESS"]
+        for sub in waiting:
+            body = {"bot_id": sub["intake_bot_id"], "submission_id": sub["id"]}
+            http.post("/_sandbox/update", json={**body, "status": "COMPLETED"}).raise_for_status()
+    del api_key
+    return len(waiting)
+
+
+def full_sync(total: int, bots: int = BOTS) -> dict[str, Any]:
+    per_bot = max(1, total // bots)
+    with (
+        sandbox_process(bots, per_bot) as (base_url, api_key),
+        tempfile.TemporaryDirectory(prefix="iozen-bench-") as scratch,
+    ):
+        baseline = bare_fetch(base_url, api_key)
+        sync = timed_sync(base_url, api_key, Path(scratch) / "data")
+        rows = sync["summary"]["submissions"]["rows_new"]
+        incremental = timed_sync(base_url, api_key, Path(scratch) / "data")
+    return {
+        "submissions": rows,
+        "bots": bots,
+        "baseline_s": round(baseline["seconds"], 2),
+        "baseline_requests": baseline["requests"],
+        "sync_engine_s": round(sync["engine_s"], 2),
+        "sync_wall_s": round(sync["wall_s"], 2),
+        "ratio_vs_baseline": round(sync["engine_s"] / baseline["seconds"], 2),
+        "sync_requests": sync["requests"],
+        "peak_rss_mb": round(sync["peak_rss_mb"], 1),
+        "rows_per_s": round(rows / sync["engine_s"]),
+        # IN_PROGRESS submissions (15 % of the seed) are refreshed, bounded per run.
+        "incremental_requests_with_in_progress": incremental["requests"],
+    }
+
+
+def unchanged_workspace_requests(bots: int = BOTS) -> dict[str, Any]:
+    """Requests of an incremental sync when nothing changed and nothing is IN_PROGRESS."""
+    with (
+        sandbox_process(bots, 3) as (base_url, api_key),
+        tempfile.TemporaryDirectory(prefix="iozen-bench-") as scratch,
+    ):
+        completed = _complete_everything(base_url, api_key)
+        first = timed_sync(base_url, api_key, Path(scratch) / "data")
+        second = timed_sync(base_url, api_key, Path(scratch) / "data")
+    return {
+        "bots": bots,
+        "completed_before_sync": completed,
+        "first_sync_requests": first["requests"],
+        "unchanged_sync_requests": second["requests"],
+        "unchanged_sync_engine_s": round(second["engine_s"], 3),
+    }
+
+
+def run(sizes: Sequence[int] = (100_000, 1_000_000)) -> dict[str, Any]:
+    results: dict[str, Any] = {"full_sync": {}, "concurrency": CONCURRENCY}
+    for total in sizes:
+        results["full_sync"][str(total)] = figures = full_sync(total)
+        print(f"full sync {total:,}: {json.dumps(figures)}", flush=True)
+    results["unchanged"] = unchanged = unchanged_workspace_requests()
+    print(f"unchanged {BOTS}-bot workspace: {json.dumps(unchanged)}", flush=True)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="100000,1000000", help="comma-separated totals")
+    args = parser.parse_args(argv)
+    run([int(size) for size in args.sizes.split(",") if size])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

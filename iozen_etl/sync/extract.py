@@ -1,0 +1,851 @@
+"""The sync engine (no Dagster): bots, then submissions per bot, into the lake, resumable per page.
+
+Order of every page: fetch -> normalise -> write the Parquet files (atomic) -> commit the resume
+point in SQLite. A sync killed between any two steps resumes from the last committed page and
+rewrites, under the same file names, whatever it had written after it.
+
+Per bot, a run does the least that keeps the lake right (DECISIONS.md #5-#7):
+- nothing at all when the bot's ``submission_count`` and ``updated_at`` are what the last finished
+  scan saw, and it holds no ``IN_PROGRESS`` submissions (only the refresh below when it does);
+- otherwise the live stream from its resume point to the end, then a bounded refresh of the
+  submissions stored as ``IN_PROGRESS`` (one GET each, least recently checked first);
+- a rescan from the start (separate resume point, new file generation) for a full refresh, after
+  a page out of order, and while one is unfinished; the live resume point only moves forward, to
+  where the rescan ended;
+- a rejected resume point: the last committed page is read again from the cursor it started at,
+  and if that is rejected too, the live stream itself starts over.
+
+Reports carry counts, ids, field names and resume points, never answer values.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from iozen_etl.api.errors import (
+    FeatureNotAvailable,
+    InsufficientScopes,
+    IozenError,
+    ResourceNotFound,
+    ValidationFailed,
+    WaitCeilingReached,
+)
+from iozen_etl.api.models import IntakeBot, Page, SchemaItem, Submission, Webhook
+from iozen_etl.sync import normalise
+from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.state import (
+    RESCAN_STREAM,
+    SCHEMA_STREAM,
+    SUBMISSIONS_STREAM,
+    WEBHOOKS_STREAM,
+    StateStore,
+    StreamState,
+    utc_now_iso,
+)
+
+IN_PROGRESS = "IN_PROGRESS"
+DEFAULT_CONCURRENCY = 8
+DEFAULT_IN_PROGRESS_REFRESH_LIMIT = 500
+
+
+class SyncClient(Protocol):
+    """The part of ``IozenClient`` the engine uses."""
+
+    def iter_intake_bot_pages(
+        self, resume_point: str | None = None
+    ) -> Iterable[Page[IntakeBot]]: ...
+    def get_intake_bot(self, bot_id: str) -> IntakeBot: ...
+    def iter_submission_pages(
+        self, bot_id: str, resume_point: str | None = None
+    ) -> Iterable[Page[Submission]]: ...
+    def get_submission(self, bot_id: str, submission_id: str) -> Submission: ...
+    def iter_webhook_pages(self, resume_point: str | None = None) -> Iterable[Page[Webhook]]: ...
+    @property
+    def stats(self) -> Any: ...
+
+
+def _stats(client: SyncClient) -> dict[str, float]:
+    snapshot = client.stats.snapshot()
+    return {key: float(value) for key, value in snapshot.items() if isinstance(value, int | float)}
+
+
+def _stats_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {key: after[key] - before.get(key, 0.0) for key in after}
+
+
+def _compact(iso: str) -> str:
+    """``2026-02-22T11:00:00.000Z`` -> ``20260222T110000000Z``: a readable file-name part."""
+    return re.sub(r"[^0-9A-Za-z]", "", iso)
+
+
+# -- bots ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaDrift:
+    """How a bot's schema changed since the last stored version (field names only)."""
+
+    intake_bot_id: str
+    new_fields: tuple[str, ...]
+    removed_fields: tuple[str, ...]
+    changed_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BotsReport:
+    bots: tuple[IntakeBot, ...]  # listing records, replaced by the detail when it was fetched
+    bots_new: int
+    bots_changed: int
+    details_fetched: int
+    detail_errors: tuple[str, ...]  # "bot id: error" (ids and request ids only)
+    schema_drift: tuple[SchemaDrift, ...]
+    rows_written: int
+    requests: int
+    throttled: int
+    seconds_waited: float
+    stopped_by_wait_ceiling: bool
+    elapsed_s: float
+
+    def metadata(self) -> dict[str, int | float | str]:
+        return {
+            "bots_seen": len(self.bots),
+            "bots_new": self.bots_new,
+            "bots_changed": self.bots_changed,
+            "details_fetched": self.details_fetched,
+            "detail_errors": len(self.detail_errors),
+            "schema_drift_bots": len(self.schema_drift),
+            "dagster/row_count": self.rows_written,
+            "requests": self.requests,
+            "throttled_429": self.throttled,
+            "seconds_waited": round(self.seconds_waited, 3),
+            "stopped_by_wait_ceiling": str(self.stopped_by_wait_ceiling),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def _previous_fields(lake: Lake, bot_id: str, bot_updated_at: str) -> dict[str, str | None] | None:
+    path = lake.path("intake_bot_fields", bot_id, "v" + _compact(bot_updated_at))
+    if not path.exists():
+        return None
+    table = pq.read_table(path, columns=["name", "type", "is_content"])
+    return {
+        name: type_
+        for name, type_, content in zip(
+            table["name"].to_pylist(),
+            table["type"].to_pylist(),
+            table["is_content"].to_pylist(),
+            strict=True,
+        )
+        if not content
+    }
+
+
+def _drift(
+    bot_id: str, before: Mapping[str, str | None], items: Sequence[SchemaItem]
+) -> SchemaDrift | None:
+    after = {item.name: item.type for item in items if item.kind != "content"}
+    drift = SchemaDrift(
+        intake_bot_id=bot_id,
+        new_fields=tuple(sorted(set(after) - set(before))),
+        removed_fields=tuple(sorted(set(before) - set(after))),
+        changed_types=tuple(sorted(n for n in after if n in before and before[n] != after[n])),
+    )
+    if drift.new_fields or drift.removed_fields or drift.changed_types:
+        return drift
+    return None
+
+
+def sync_bots(
+    client: SyncClient,
+    lake: Lake,
+    state: StateStore,
+    *,
+    clock: Callable[[], str] = utc_now_iso,
+    concurrency: int = DEFAULT_CONCURRENCY,
+) -> BotsReport:
+    """List every bot; fetch the detail (schema) of bots whose ``updated_at`` changed.
+
+    Writes the new or changed bots (one file per run, none when nothing changed) and each fetched
+    schema (one file per bot version), then records the versions seen.
+    """
+    started = time.monotonic()
+    stats_before = _stats(client)
+    synced_at = clock()
+    seen = state.all(SCHEMA_STREAM)
+    listed: list[IntakeBot] = []
+    stopped = False
+    try:
+        for page in client.iter_intake_bot_pages():
+            listed.extend(page.items)
+    except WaitCeilingReached:
+        stopped = True
+    to_fetch = [
+        bot
+        for bot in listed
+        if bot.id not in seen or seen[bot.id].seen_bot_updated_at != bot.updated_at
+    ]
+    details: dict[str, IntakeBot] = {}
+    errors: list[str] = []
+    drifts: list[SchemaDrift] = []
+    stop = threading.Event()
+    if stopped:
+        stop.set()
+
+    def fetch(bot: IntakeBot) -> None:
+        if stop.is_set():
+            return
+        try:
+            detail = client.get_intake_bot(bot.id)
+        except WaitCeilingReached:
+            stop.set()
+            return
+        except IozenError as error:
+            errors.append(f"{bot.id}: {error}")
+            return
+        try:
+            _store_detail(detail)
+        except (normalise.NormaliseError, OSError) as error:
+            errors.append(f"{bot.id}: {error}")
+
+    def _store_detail(detail: IntakeBot) -> None:
+        previous = seen.get(detail.id)
+        before = None
+        if previous is not None and previous.seen_bot_updated_at is not None:
+            before = _previous_fields(lake, detail.id, previous.seen_bot_updated_at)
+        lake.write(
+            "intake_bot_fields",
+            detail.id,
+            "v" + _compact(detail.updated_at),
+            normalise.bot_fields_table(detail),
+        )
+        if before is not None:
+            drift = _drift(detail.id, before, detail.schema or ())
+            if drift is not None:
+                drifts.append(drift)
+        details[detail.id] = detail
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        list(pool.map(fetch, to_fetch))
+
+    changed = [details[bot.id] for bot in to_fetch if bot.id in details]
+    # A new submission moves a bot's count but not (always) its updated_at: keep the count
+    # current too, with the schema shape of the version already stored.
+    recounted = [
+        replace(bot, schema_shape=seen[bot.id].bot_schema_shape)
+        for bot in listed
+        if bot.id in seen
+        and bot.id not in details
+        and seen[bot.id].seen_bot_updated_at == bot.updated_at
+        and seen[bot.id].seen_submission_count != bot.submission_count
+    ]
+    rows = changed + recounted
+    if rows:
+        lake.write("intake_bots", None, _compact(synced_at), normalise.bots_table(rows, synced_at))
+    for bot in rows:
+        state.set_seen(
+            SCHEMA_STREAM,
+            bot.id,
+            bot_updated_at=bot.updated_at,
+            submission_count=bot.submission_count,
+            schema_shape=bot.schema_shape,
+        )
+    delta = _stats_delta(stats_before, _stats(client))
+    return BotsReport(
+        bots=tuple(details.get(bot.id, bot) for bot in listed),
+        bots_new=sum(1 for bot in to_fetch if bot.id not in seen),
+        bots_changed=sum(1 for bot in to_fetch if bot.id in seen),
+        details_fetched=len(details),
+        detail_errors=tuple(sorted(errors)),
+        schema_drift=tuple(sorted(drifts, key=lambda d: d.intake_bot_id)),
+        rows_written=len(rows),
+        requests=int(delta.get("requests", 0)),
+        throttled=int(delta.get("throttled", 0)),
+        seconds_waited=delta.get("seconds_waited", 0.0),
+        stopped_by_wait_ceiling=stop.is_set(),
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+# -- submissions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BotSubmissionsReport:
+    """What one run did for one bot. ``requests`` counts the engine's calls (pages and GETs);
+    retries, 429s and waits are counted run-wide in ``SubmissionsReport``."""
+
+    intake_bot_id: str
+    action: str  # "skipped", "synced", "failed" or "stopped" (wait ceiling)
+    pages: int = 0
+    requests: int = 0
+    rows_new: int = 0  # rows read by the live stream past its resume point
+    rows_rescanned: int = 0  # rows read again by a rescan
+    refreshed: int = 0  # IN_PROGRESS submissions read again
+    refresh_updated: int = 0  # ... whose updated_at had moved
+    refresh_completed: int = 0  # ... that are no longer IN_PROGRESS
+    refresh_missing: int = 0  # ... that the API no longer has (404)
+    resume_point_before: str | None = None
+    resume_point_after: str | None = None
+    rescan: str | None = None  # why a rescan ran: full_refresh, cursor_rejected, out_of_order
+    rescan_finished: bool = False
+    # the stored resume point was rejected and the last page was read again from its start
+    resume_fallback: bool = False
+    unknown_answer_fields: tuple[str, ...] = ()  # answer names not in the bot's schema
+    type_mismatch_fields: tuple[str, ...] = ()  # answers whose kind does not fit the field type
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmissionsReport:
+    bots: tuple[BotSubmissionsReport, ...]
+    requests: int
+    throttled: int
+    retries: int
+    seconds_waited: float
+    stopped_by_wait_ceiling: bool
+    wait_ceiling_error: str | None
+    elapsed_s: float
+
+    def count(self, action: str) -> int:
+        return sum(1 for bot in self.bots if bot.action == action)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(bot, name)) for bot in self.bots)
+
+    @property
+    def resume_points_moved(self) -> int:
+        return sum(
+            1
+            for bot in self.bots
+            if bot.action != "skipped" and bot.resume_point_before != bot.resume_point_after
+        )
+
+    def metadata(self) -> dict[str, int | float | str]:
+        rows = self.total("rows_new") + self.total("rows_rescanned") + self.total("refresh_updated")
+        return {
+            "bots_seen": len(self.bots),
+            "bots_skipped": self.count("skipped"),
+            "bots_synced": self.count("synced"),
+            "bots_failed": self.count("failed"),
+            "bots_stopped": self.count("stopped"),
+            "bots_rescanned": sum(1 for bot in self.bots if bot.rescan),
+            "pages": self.total("pages"),
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled_429": self.throttled,
+            "seconds_waited": round(self.seconds_waited, 3),
+            "rows_new": self.total("rows_new"),
+            "rows_rescanned": self.total("rows_rescanned"),
+            "rows_updated": self.total("refresh_updated"),
+            "in_progress_refreshed": self.total("refreshed"),
+            "in_progress_completed": self.total("refresh_completed"),
+            "resume_points_moved": self.resume_points_moved,
+            "schema_drift_bots": sum(
+                1 for bot in self.bots if bot.unknown_answer_fields or bot.type_mismatch_fields
+            ),
+            "dagster/row_count": rows,
+            "stopped_by_wait_ceiling": str(self.stopped_by_wait_ceiling),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+class _Stop(Exception):
+    """Raised inside a bot's sync when the run is stopping (another bot hit the wait ceiling)."""
+
+
+class _CursorRejected(Exception):
+    pass
+
+
+# Answer kinds that fit a field type; types not listed accept anything (kept as text).
+_FITTING_KINDS: dict[str, frozenset[str]] = {
+    "number": frozenset({"number", "null"}),
+    "boolean": frozenset({"boolean", "null"}),
+    "short_text": frozenset({"string", "null"}),
+    "long_text": frozenset({"string", "null"}),
+    "text": frozenset({"string", "null"}),
+    "email": frozenset({"string", "null"}),
+    "phone": frozenset({"string", "null"}),
+    "url": frozenset({"string", "null"}),
+    "date": frozenset({"string", "null"}),
+    "select": frozenset({"string", "null"}),
+    "multi_select": frozenset({"string", "null"}),
+}
+
+
+@dataclass
+class _BotRun:
+    """Mutable tally of one bot's sync, frozen into a BotSubmissionsReport at the end."""
+
+    bot: IntakeBot
+    pages: int = 0
+    requests: int = 0
+    rows_new: int = 0
+    rows_rescanned: int = 0
+    refreshed: int = 0
+    refresh_updated: int = 0
+    refresh_completed: int = 0
+    refresh_missing: int = 0
+    rescan: str | None = None
+    rescan_finished: bool = False
+    resume_fallback: bool = False
+    unknown_fields: set[str] = field(default_factory=set)
+    mismatched_fields: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Scan:
+    """Where one pass over a bot's submissions ended."""
+
+    end_point: str | None
+    in_order: bool
+    reached_end: bool
+
+
+class _Engine:
+    def __init__(
+        self,
+        client: SyncClient,
+        lake: Lake,
+        state: StateStore,
+        *,
+        synced_at: str,
+        refresh_budget: int,
+    ) -> None:
+        self.client = client
+        self.lake = lake
+        self.state = state
+        self.synced_at = synced_at
+        self.stop = threading.Event()
+        self.ceiling_error: str | None = None
+        self._budget = refresh_budget
+        self._budget_lock = threading.Lock()
+
+    def take_refresh_budget(self, wanted: int) -> int:
+        with self._budget_lock:
+            granted = min(wanted, self._budget)
+            self._budget -= granted
+            return granted
+
+    def sync_bot(
+        self, bot: IntakeBot, *, full_refresh: bool, in_progress: int
+    ) -> BotSubmissionsReport:
+        live = self.state.get(SUBMISSIONS_STREAM, bot.id)
+        rescan = self.state.get(RESCAN_STREAM, bot.id)
+        before = live.resume_point if live else None
+        # A bot flagged out_of_order is still skipped while unchanged: nothing new was added.
+        unchanged = (
+            live is not None
+            and live.seen_submission_count == bot.submission_count
+            and live.seen_bot_updated_at == bot.updated_at
+        )
+        if unchanged and not in_progress and rescan is None and not full_refresh:
+            return BotSubmissionsReport(
+                bot.id, "skipped", resume_point_before=before, resume_point_after=before
+            )
+        run = _BotRun(bot)
+        action = "synced"
+        error: str | None = None
+        try:
+            if not unchanged or rescan is not None or full_refresh:
+                # Unchanged bots holding IN_PROGRESS submissions only need the refresh below.
+                self._sync_streams(run, live, rescan, full_refresh=full_refresh)
+            self._refresh_in_progress(run, in_progress)
+        except (_Stop, WaitCeilingReached) as stop:
+            if isinstance(stop, WaitCeilingReached):
+                self.ceiling_error = self.ceiling_error or str(stop)
+            self.stop.set()
+            action = "stopped"
+        except (IozenError, normalise.NormaliseError, OSError) as failure:
+            action, error = "failed", str(failure)
+        after = self.state.get(SUBMISSIONS_STREAM, bot.id)
+        return BotSubmissionsReport(
+            intake_bot_id=bot.id,
+            action=action,
+            pages=run.pages,
+            requests=run.requests,
+            rows_new=run.rows_new,
+            rows_rescanned=run.rows_rescanned,
+            refreshed=run.refreshed,
+            refresh_updated=run.refresh_updated,
+            refresh_completed=run.refresh_completed,
+            refresh_missing=run.refresh_missing,
+            resume_point_before=before,
+            resume_point_after=after.resume_point if after else None,
+            rescan=run.rescan,
+            rescan_finished=run.rescan_finished,
+            resume_fallback=run.resume_fallback,
+            unknown_answer_fields=tuple(sorted(run.unknown_fields)),
+            type_mismatch_fields=tuple(sorted(run.mismatched_fields)),
+            error=error,
+        )
+
+    def _sync_streams(
+        self,
+        run: _BotRun,
+        live: StreamState | None,
+        rescan: StreamState | None,
+        *,
+        full_refresh: bool,
+    ) -> None:
+        bot = run.bot
+        generation = live.scan_generation if live else 0
+        reason = None
+        if rescan is not None:
+            reason = rescan.needs_rescan or "unfinished"
+        elif full_refresh:
+            reason = "full_refresh"
+        elif live is not None and live.needs_rescan is not None:
+            reason = live.needs_rescan
+        if rescan is None and reason is not None and live is not None:
+            generation += 1
+            self.state.start_scan(RESCAN_STREAM, bot.id, reason=reason, generation=generation)
+            rescan = self.state.get(RESCAN_STREAM, bot.id)
+        if rescan is not None:
+            self._rescan(run, rescan, reason or "unfinished")
+            return
+        # The live stream, from its resume point (a first sync starts at the beginning).
+        start = live.resume_point if live else None
+        scan, start, generation = self._scan_or_restart(
+            run, SUBMISSIONS_STREAM, start, generation, rescanning=False
+        )
+        if not scan.reached_end:
+            return
+        ordered_from_start = scan.in_order or start is None
+        self.state.complete_scan(
+            bot.id,
+            submission_count=bot.submission_count,
+            bot_updated_at=bot.updated_at,
+            resume_point=scan.end_point,
+            needs_rescan=None if scan.in_order else "out_of_order",
+            generation=generation,
+        )
+        if start is None and run.rescan == "cursor_rejected":
+            run.rescan_finished = True
+        if not ordered_from_start:
+            # Items may sit before the resume point we trusted: read the bot again from the start.
+            generation += 1
+            self.state.start_scan(
+                RESCAN_STREAM, bot.id, reason="out_of_order", generation=generation
+            )
+            rescan = self.state.get(RESCAN_STREAM, bot.id)
+            assert rescan is not None
+            self._rescan(run, rescan, "out_of_order")
+
+    def _rescan(self, run: _BotRun, rescan: StreamState, reason: str) -> None:
+        bot = run.bot
+        run.rescan = reason
+        generation = rescan.scan_generation
+        scan, _, generation = self._scan_or_restart(
+            run, RESCAN_STREAM, rescan.resume_point, generation, rescanning=True
+        )
+        if not scan.reached_end:
+            return
+        self.state.finish_rescan(
+            bot.id,
+            submission_count=bot.submission_count,
+            bot_updated_at=bot.updated_at,
+            resume_point=scan.end_point,
+            needs_rescan=None if scan.in_order else "out_of_order",
+            generation=generation,
+        )
+        run.rescan_finished = True
+
+    def _scan_or_restart(
+        self,
+        run: _BotRun,
+        stream: str,
+        start: str | None,
+        generation: int,
+        *,
+        rescanning: bool,
+    ) -> tuple[_Scan, str | None, int]:
+        """Scan from ``start``; when the server rejects the resume point, read the last committed
+        page again from where it began (its cursor was accepted once), and only if that is
+        rejected too, start the stream over under a new generation (DECISIONS.md #6).
+
+        Returns the scan, where it really started, and the generation it wrote.
+        """
+        bot_id = run.bot.id
+        try:
+            scan = self._scan(run, stream, start, generation, rescanning=rescanning)
+            return scan, start, generation
+        except _CursorRejected:
+            row = self.state.get(stream, bot_id)
+            fallback = row.page_start if row is not None else None
+        run.resume_fallback = True
+        try:
+            scan = self._scan(run, stream, fallback, generation, rescanning=rescanning)
+            return scan, fallback, generation
+        except _CursorRejected:
+            pass
+        if run.rescan is None:
+            run.rescan = "cursor_rejected"
+        generation += 1
+        self.state.start_scan(stream, bot_id, reason=None, generation=generation)
+        return self._scan(run, stream, None, generation, rescanning=True), None, generation
+
+    def _scan(
+        self,
+        run: _BotRun,
+        stream: str,
+        start: str | None,
+        generation: int,
+        *,
+        rescanning: bool,
+    ) -> _Scan:
+        bot_id = run.bot.id
+        point = start
+        in_order = True
+        pages = iter(self.client.iter_submission_pages(bot_id, resume_point=start))
+        while True:
+            if self.stop.is_set():
+                raise _Stop
+            run.requests += 1
+            try:
+                page = next(pages)
+            except StopIteration:
+                run.requests -= 1  # the generator ended without asking for another page
+                return _Scan(point, in_order, reached_end=True)
+            except ValidationFailed as rejected:
+                if rejected.is_cursor_error and point is not None:
+                    raise _CursorRejected from rejected
+                raise
+            self._store_page(run, stream, page, point, generation)
+            run.pages += 1
+            if rescanning:
+                run.rows_rescanned += len(page.items)
+            else:
+                run.rows_new += len(page.items)
+            in_order = in_order and page.in_order
+            point = page.resume_point
+
+    def _store_page(
+        self,
+        run: _BotRun,
+        stream: str,
+        page: Page[Submission],
+        start: str | None,
+        generation: int,
+    ) -> None:
+        bot_id = run.bot.id
+        subs = page.items
+        if subs:
+            stem = f"{generation:05d}-{start if start is not None else 'start'}"
+            answers = normalise.answers_table(subs)
+            self._check_drift(run, page.schema, answers)
+            self.lake.write("submission_answers", bot_id, stem, answers)
+            self.lake.write(
+                "submissions", bot_id, stem, normalise.submissions_table(subs, self.synced_at)
+            )
+        self.state.commit_page(
+            stream,
+            bot_id,
+            page.resume_point,
+            len(subs),
+            page_start=start,
+            in_progress=[(s.id, s.updated_at) for s in subs if s.status == IN_PROGRESS],
+            not_in_progress=[s.id for s in subs if s.status != IN_PROGRESS],
+        )
+
+    def _check_drift(
+        self, run: _BotRun, page_schema: Sequence[SchemaItem] | None, answers: pa.Table
+    ) -> None:
+        schema = page_schema if page_schema is not None else run.bot.schema
+        if schema is None or answers.num_rows == 0:
+            return
+        types = {item.name: item.type for item in schema if item.kind != "content"}
+        # Distinct "name<US>kind" keys in Arrow: a group_by costs milliseconds of setup per page.
+        keys = pc.unique(
+            pc.binary_join_element_wise(answers["field_name"], answers["value_kind"], "\x1f")
+        )
+        pairs = [key.partition("\x1f")[::2] for key in keys.to_pylist()]
+        for name, kind in pairs:
+            if name not in types:
+                run.unknown_fields.add(name)
+                continue
+            fitting = _FITTING_KINDS.get(types[name] or "")
+            if fitting is not None and kind not in fitting:
+                run.mismatched_fields.add(name)
+
+    def _refresh_in_progress(self, run: _BotRun, stored: int) -> None:
+        """Read again up to ``stored`` (within the run's budget) submissions kept as IN_PROGRESS,
+        least recently checked first (pages read by this run were just checked)."""
+        bot_id = run.bot.id
+        granted = self.take_refresh_budget(stored)
+        if granted == 0:
+            return
+        fresh: list[Submission] = []
+        still: list[tuple[str, str]] = []
+        done: list[str] = []
+        for submission_id, stored_updated_at in self.state.in_progress(bot_id, granted):
+            if self.stop.is_set():
+                break
+            run.requests += 1
+            try:
+                sub = self.client.get_submission(bot_id, submission_id)
+            except ResourceNotFound:
+                run.refresh_missing += 1
+                done.append(submission_id)
+                continue
+            run.refreshed += 1
+            if sub.message_count is None and sub.messages is not None:
+                # The detail carries the messages but not their count, which the list sends.
+                sub = replace(sub, message_count=len(sub.messages))
+            if sub.updated_at != stored_updated_at:
+                run.refresh_updated += 1
+                fresh.append(sub)
+            if sub.status == IN_PROGRESS:
+                still.append((sub.id, sub.updated_at))
+            else:
+                run.refresh_completed += 1
+                done.append(sub.id)
+        if fresh:
+            stem = f"refresh-{_compact(self.synced_at)}"
+            answers = normalise.answers_table(fresh)
+            self._check_drift(run, None, answers)
+            self.lake.write("submission_answers", bot_id, stem, answers)
+            self.lake.write(
+                "submissions", bot_id, stem, normalise.submissions_table(fresh, self.synced_at)
+            )
+        self.state.track_in_progress(bot_id, still, done)
+        if self.stop.is_set():
+            raise _Stop
+
+
+def sync_submissions(
+    client: SyncClient,
+    lake: Lake,
+    state: StateStore,
+    bots: Sequence[IntakeBot] | None = None,
+    *,
+    only_bots: Collection[str] | None = None,
+    full_refresh: Collection[str] = frozenset(),
+    concurrency: int = DEFAULT_CONCURRENCY,
+    in_progress_refresh_limit: int = DEFAULT_IN_PROGRESS_REFRESH_LIMIT,
+    progress: Callable[[BotSubmissionsReport], None] | None = None,
+    clock: Callable[[], str] = utc_now_iso,
+) -> SubmissionsReport:
+    """Sync the submissions of ``bots`` (listed anew when None), several bots at a time.
+
+    ``only_bots`` limits the run to those ids; ``full_refresh`` rescans those bots from the start
+    without moving their live resume point backwards. A ``WaitCeilingReached`` stops the run
+    cleanly (every committed page kept) and is reported in ``stopped_by_wait_ceiling``.
+    """
+    started = time.monotonic()
+    stats_before = _stats(client)
+    engine = _Engine(
+        client, lake, state, synced_at=clock(), refresh_budget=in_progress_refresh_limit
+    )
+    reports: list[BotSubmissionsReport] = []
+    if bots is None:
+        listed: list[IntakeBot] = []
+        try:
+            for page in client.iter_intake_bot_pages():
+                listed.extend(page.items)
+        except WaitCeilingReached as error:
+            engine.stop.set()
+            engine.ceiling_error = str(error)
+        bots = listed
+    wanted = [bot for bot in bots if only_bots is None or bot.id in only_bots]
+    listed_ids = {bot.id for bot in bots}
+    for unknown in sorted(set(only_bots or ()) - listed_ids):
+        reports.append(BotSubmissionsReport(unknown, "failed", error="not in the bot listing"))
+    in_progress = state.in_progress_counts()
+    refresh = frozenset(full_refresh)
+    lock = threading.Lock()
+
+    def one(bot: IntakeBot) -> None:
+        if engine.stop.is_set():
+            report = BotSubmissionsReport(bot.id, "stopped")
+        else:
+            report = engine.sync_bot(
+                bot, full_refresh=bot.id in refresh, in_progress=in_progress.get(bot.id, 0)
+            )
+        with lock:
+            reports.append(report)
+        if progress is not None:
+            progress(report)
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        for _ in pool.map(one, wanted):
+            pass
+    delta = _stats_delta(stats_before, _stats(client))
+    order = {bot.id: index for index, bot in enumerate(wanted)}
+    return SubmissionsReport(
+        bots=tuple(sorted(reports, key=lambda r: order.get(r.intake_bot_id, -1))),
+        requests=int(delta.get("requests", 0)),
+        throttled=int(delta.get("throttled", 0)),
+        retries=int(delta.get("retries", 0)),
+        seconds_waited=delta.get("seconds_waited", 0.0),
+        stopped_by_wait_ceiling=engine.ceiling_error is not None,
+        wait_ceiling_error=engine.ceiling_error,
+        elapsed_s=time.monotonic() - started,
+    )
+
+
+# -- webhooks -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WebhooksReport:
+    webhooks: int
+    skipped: str | None  # why nothing was read (e.g. the plan has no webhooks)
+    requests: int
+    elapsed_s: float
+
+    def metadata(self) -> dict[str, int | float | str]:
+        return {
+            "webhooks": self.webhooks,
+            "dagster/row_count": self.webhooks,
+            "skipped": self.skipped or "",
+            "requests": self.requests,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+def sync_webhooks(
+    client: SyncClient,
+    lake: Lake,
+    state: StateStore,
+    *,
+    clock: Callable[[], str] = utc_now_iso,
+) -> WebhooksReport:
+    """List every webhook endpoint into one file per run (a snapshot; secrets never listed)."""
+    started = time.monotonic()
+    stats_before = _stats(client)
+    synced_at = clock()
+    hooks: list[Webhook] = []
+    try:
+        for page in client.iter_webhook_pages():
+            hooks.extend(page.items)
+    except (FeatureNotAvailable, InsufficientScopes) as refused:
+        delta = _stats_delta(stats_before, _stats(client))
+        return WebhooksReport(
+            0, refused.code, int(delta.get("requests", 0)), time.monotonic() - started
+        )
+    if hooks:
+        lake.write(
+            "webhooks", None, _compact(synced_at), normalise.webhooks_table(hooks, synced_at)
+        )
+    state.set_seen(
+        WEBHOOKS_STREAM,
+        "",
+        bot_updated_at=synced_at,
+        submission_count=len(hooks),
+        schema_shape=None,
+    )
+    delta = _stats_delta(stats_before, _stats(client))
+    return WebhooksReport(
+        len(hooks), None, int(delta.get("requests", 0)), time.monotonic() - started
+    )

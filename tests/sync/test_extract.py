@@ -1,0 +1,228 @@
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from iozen_etl.api import RetryPolicy
+from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig
+from iozen_etl.sync.extract import sync_webhooks
+from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
+from tests.sync.helpers import (
+    Workspace,
+    assert_lake_matches_truth,
+    lake_submissions,
+    make_client,
+    read_table,
+)
+
+UNLIMITED = 10**9
+
+
+def sandbox(**options) -> Sandbox:
+    options.setdefault("rate_limit", UNLIMITED)
+    options.setdefault("bots", 6)
+    options.setdefault("submissions_per_bot", 120)
+    return Sandbox(SandboxConfig(**options))
+
+
+def test_first_full_sync_matches_the_truth(tmp_path):
+    box = sandbox()
+    work = Workspace(tmp_path)
+    bots, subs = work.sync(make_client(box))
+    assert_lake_matches_truth(tmp_path, box)
+    assert len(bots.bots) == 6 and bots.details_fetched == 6 and bots.bots_new == 6
+    assert subs.count("synced") == 6 and not subs.stopped_by_wait_ceiling
+    assert subs.total("rows_new") == box.submission_total()
+    fields = read_table(tmp_path, "intake_bot_fields")
+    truth_items = sum(len(b["schema"]["fields"]) for b in box.truth_bots())
+    assert fields.num_rows == truth_items
+    assert read_table(tmp_path, "intake_bots").num_rows == 6
+
+
+def test_an_unchanged_workspace_costs_only_the_bot_listing(tmp_path):
+    box = sandbox(bots=30, submissions_per_bot=20)
+    work = Workspace(tmp_path)
+    work.sync(make_client(box))
+    # Leave nothing IN_PROGRESS, so the second run has nothing to refresh.
+    for item in box.truth_submissions():
+        if item["status"] == "IN_PROGRESS":
+            box.update_submission(item["intake_bot_id"], item["id"], status="COMPLETED")
+    work.sync(make_client(box))
+    before = box.request_count()
+    bots, subs = work.sync(make_client(box))
+    assert box.request_count() - before == 1  # 30 bots fit one listing page
+    assert subs.count("skipped") == 30 and bots.details_fetched == 0
+    assert subs.metadata()["requests"] == 0
+
+
+def test_incremental_sync_after_new_updated_and_completed_submissions_and_a_new_bot(tmp_path):
+    box = sandbox()
+    work = Workspace(tmp_path)
+    work.sync(make_client(box))
+    bot_ids = box.bot_ids()
+    in_progress = [s for s in box.truth_submissions() if s["status"] == "IN_PROGRESS"]
+    assert in_progress, "the seed should hold IN_PROGRESS submissions"
+    completed = in_progress[0]
+    box.clock.advance(60)
+    box.update_submission(completed["intake_bot_id"], completed["id"], status="COMPLETED")
+    box.generate_submissions(bot_ids[1], 150)
+    new_bot = box.add_bot("Fresh")
+    box.generate_submissions(new_bot, 30)
+    files_before = len(list((tmp_path / "parquet" / "submissions").rglob("*.parquet")))
+
+    bots, subs = work.sync(make_client(box))
+
+    assert_lake_matches_truth(tmp_path, box)
+    assert bots.bots_new == 1 and bots.details_fetched == 1
+    by_bot = {b.intake_bot_id: b for b in subs.bots}
+    assert by_bot[new_bot].rows_new == 30
+    assert by_bot[bot_ids[1]].rows_new == 150
+    assert subs.total("refresh_completed") >= 1
+    assert lake_submissions(tmp_path)[completed["id"]][1] == "COMPLETED"
+    files_after = len(list((tmp_path / "parquet" / "submissions").rglob("*.parquet")))
+    assert files_after > files_before
+    stored_bots = read_table(tmp_path, "intake_bots").to_pylist()
+    newest = max((r for r in stored_bots if r["id"] == bot_ids[1]), key=lambda r: r["synced_at"])
+    truth_bot = next(b for b in box.truth_bots() if b["id"] == bot_ids[1])
+    assert newest["submission_count"] == truth_bot["submission_count"]
+    assert newest["schema_shape"] == "fields"
+
+
+def test_full_refresh_rescans_without_moving_the_live_point_backwards(tmp_path):
+    box = sandbox(bots=2)
+    work = Workspace(tmp_path)
+    work.sync(make_client(box))
+    target = box.bot_ids()[0]
+    with StateStore(work.paths.state_db) as state:
+        live_before = state.get(SUBMISSIONS_STREAM, target)
+    assert live_before is not None
+    # An edit to a COMPLETED submission is only caught by a full refresh (DECISIONS #7).
+    edited = next(s for s in box.truth_submissions(target) if s["status"] == "COMPLETED")
+    lake_submissions_before = lake_submissions(tmp_path)
+    box.clock.advance(60)
+    box.update_submission(target, edited["id"])  # moves only its updated_at
+
+    _, subs = work.sync(make_client(box), full_refresh={target})
+
+    report = next(b for b in subs.bots if b.intake_bot_id == target)
+    assert report.rescan == "full_refresh" and report.rescan_finished
+    assert report.rows_rescanned == len(box.truth_submissions(target))
+    assert_lake_matches_truth(tmp_path, box)
+    with StateStore(work.paths.state_db) as state:
+        live_after = state.get(SUBMISSIONS_STREAM, target)
+        assert state.get(RESCAN_STREAM, target) is None
+    assert live_after is not None
+    assert live_after.resume_point == live_before.resume_point
+    assert live_after.scan_generation > live_before.scan_generation
+    new_version = lake_submissions(tmp_path)[edited["id"]][2]
+    assert new_version > lake_submissions_before[edited["id"]][2]
+
+
+def test_a_sync_under_every_fault_kind_matches_the_truth(tmp_path):
+    faults = FaultSpec.parse("5xx=0.1,429=0.1:3,drop=0.1,truncate=0.1,html=0.1,latency=5ms")
+    box = Sandbox(
+        SandboxConfig(rate_limit=UNLIMITED, bots=12, submissions_per_bot=150, faults=faults),
+        sleep=lambda seconds: None,
+    )
+    work = Workspace(tmp_path)
+    client = make_client(box, retry=RetryPolicy(max_attempts=12, max_total_wait=10_000))
+    bots, subs = work.sync(client)
+    assert not bots.detail_errors
+    assert subs.count("failed") == 0, [b.error for b in subs.bots]
+    kinds = {k for k, n in client.stats.snapshot().items() if k.startswith("errors.") and n}
+    assert len(kinds) >= 4 and client.stats.throttled > 0
+    assert_lake_matches_truth(tmp_path, box)
+
+
+def test_a_wait_ceiling_stops_cleanly_and_the_next_run_resumes(tmp_path):
+    box = sandbox(bots=4, faults=FaultSpec.parse("429=0.3:4@submissions"))
+    work = Workspace(tmp_path)
+    stingy = RetryPolicy(max_attempts=20, max_total_wait=1.0)
+    _, first = work.sync(make_client(box, retry=stingy), concurrency=1)
+    assert first.stopped_by_wait_ceiling and first.wait_ceiling_error
+    assert first.count("stopped") >= 1
+    kept = lake_submissions(tmp_path)
+    patient = RetryPolicy(max_attempts=20, max_total_wait=10_000)
+    _, second = work.sync(make_client(box, retry=patient))
+    assert not second.stopped_by_wait_ceiling
+    assert_lake_matches_truth(tmp_path, box)
+    # Nothing already committed was read again: the second run started where the first stopped.
+    assert second.total("rows_new") == box.submission_total() - len(kept)
+
+
+def test_schema_drift_is_kept_and_reported_by_name_only(tmp_path):
+    box = sandbox(bots=2)
+    work = Workspace(tmp_path)
+    work.sync(make_client(box))
+    target = box.bot_ids()[0]
+    box.clock.advance(60)
+    box.add_field(target, {"name": "loyalty_tier", "type": "select", "options": ["a", "b"]})
+    victim = box.truth_submissions(target)[0]
+    box.update_submission(target, victim["id"], data={"unlisted_answer": "secret-value-123"})
+    box.generate_submissions(target, 5)
+
+    bots, subs = work.sync(make_client(box), full_refresh={target})
+
+    drift = {d.intake_bot_id: d for d in bots.schema_drift}
+    assert drift[target].new_fields == ("loyalty_tier",)
+    report = next(b for b in subs.bots if b.intake_bot_id == target)
+    assert "unlisted_answer" in report.unknown_answer_fields
+    assert "secret-value-123" not in repr(subs) + repr(bots) + str(subs.metadata())
+    assert_lake_matches_truth(tmp_path, box)
+    answers = read_table(tmp_path, "submission_answers").to_pylist()
+    assert any(r["field_name"] == "unlisted_answer" for r in answers)
+
+
+def test_opaque_cursors(tmp_path):
+    box = sandbox(cursor_mode="opaque", bots=3)
+    work = Workspace(tmp_path)
+    work.sync(make_client(box))
+    box.generate_submissions(box.bot_ids()[2], 120)
+    _, subs = work.sync(make_client(box))
+    # The stored resume point (the last id) is not a token this server accepts: the engine
+    # reads the last page again from its cursor instead of rescanning the bot.
+    report = next(b for b in subs.bots if b.intake_bot_id == box.bot_ids()[2])
+    assert report.resume_fallback and report.rescan is None
+    assert 120 <= report.rows_new < 120 + 100
+    assert_lake_matches_truth(tmp_path, box)
+
+
+def test_files_are_one_per_page_and_a_rerun_replaces_them(tmp_path):
+    box = sandbox(bots=2, submissions_per_bot=250)
+    work = Workspace(tmp_path)
+    work.sync(make_client(box))
+    files = {p: p.stat().st_size for p in work.lake.files("submissions")}
+    assert all(pq.read_metadata(p).num_rows <= 100 for p in files)
+    assert any(p.name == "00000-start.parquet" for p in files)
+    # Lose every commit (as if each page's commit had been killed): the re-run rewrites the
+    # same files instead of adding copies.
+    for suffix in ("", "-wal", "-shm"):
+        work.paths.state_db.with_name(work.paths.state_db.name + suffix).unlink(missing_ok=True)
+    work.sync(make_client(box))
+    assert set(work.lake.files("submissions")) == set(files)
+    assert_lake_matches_truth(tmp_path, box)
+
+
+def test_webhooks_are_listed_and_a_plan_without_them_is_skipped(tmp_path):
+    box = sandbox(bots=1)
+    client = make_client(box)
+    client.create_webhook("http://127.0.0.1:9/hook", ["submission.completed"], "ops")
+    work = Workspace(tmp_path)
+    with StateStore(work.paths.state_db) as state:
+        report = sync_webhooks(client, work.lake, state)
+        assert report.webhooks == 1 and report.skipped is None
+        rows = read_table(tmp_path, "webhooks").to_pylist()
+        assert [r["events"] for r in rows] == [["submission.completed"]]
+        pro = make_client(box, api_key=box.add_key(["manage:webhooks"], plan="pro"))
+        skipped = sync_webhooks(pro, work.lake, state)
+    assert skipped.skipped == "feature_not_available" and skipped.webhooks == 0
+
+
+def test_only_chosen_bots_are_synced_and_an_unknown_one_is_reported(tmp_path):
+    box = sandbox(bots=3)
+    chosen = box.bot_ids()[1]
+    _, subs = Workspace(tmp_path).sync(make_client(box), only_bots={chosen, "no-such-bot"})
+    assert [(b.intake_bot_id, b.action) for b in subs.bots] == [
+        ("no-such-bot", "failed"),
+        (chosen, "synced"),
+    ]
+    assert {row[0] for row in lake_submissions(tmp_path).values()} == {chosen}

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import os
+
+import pyarrow.parquet as pq
+import pytest
+
+from iozen_etl.sync import normalise
+from iozen_etl.sync.lake import Lake, safe_segment
+from tests.sync.test_normalise import sub
+
+HOSTILE_IDS = [
+    "../../etc",
+    "..",
+    ".",
+    "a/b",
+    "a\\b",
+    "nul\x00byte",
+    "x" * 300,
+    "ünïcødé",
+    "/abs",
+    "bot_id=evil",
+    "~deadbeef",
+    "",
+]
+
+
+@pytest.mark.parametrize("bot_id", HOSTILE_IDS)
+def test_hostile_bot_ids_stay_inside_the_lake(tmp_path, bot_id):
+    lake = Lake(tmp_path / "parquet")
+    table = normalise.submissions_table(
+        [sub("s1", {}, intake_bot_id=bot_id or "?")], "2026-01-01T00:00:00Z"
+    )
+    path = lake.write("submissions", bot_id, "00000-start", table)
+    assert path.resolve().is_relative_to((tmp_path / "parquet" / "submissions").resolve())
+    assert path.parent.parent == tmp_path / "parquet" / "submissions"
+    assert len(path.parent.name) < 60
+    assert pq.read_table(path)["intake_bot_id"].to_pylist() == [bot_id or "?"]
+
+
+def test_safe_ids_are_kept_and_encodings_never_collide():
+    assert safe_segment("cm7abc12x0001yz9k8mno3pqr") == "cm7abc12x0001yz9k8mno3pqr"
+    encoded = {safe_segment(value) for value in HOSTILE_IDS}
+    assert len(encoded) == len(HOSTILE_IDS)
+    assert all(value.startswith("~") for value in encoded)
+
+
+def test_rewriting_a_page_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    lake = Lake(tmp_path)
+    first = normalise.submissions_table([sub("s1", {})], "2026-01-01T00:00:00Z")
+    second = normalise.submissions_table([sub("s1", {}), sub("s2", {})], "2026-01-01T00:00:00Z")
+    lake.write("submissions", "bot1", "00000-start", first)
+    path = lake.write("submissions", "bot1", "00000-start", second)
+    assert lake.files("submissions") == [path]
+    assert pq.read_table(path).num_rows == 2
+    assert os.listdir(path.parent) == [path.name]
+
+
+def test_refuses_unknown_tables_and_wrong_schemas(tmp_path):
+    lake = Lake(tmp_path)
+    table = normalise.submissions_table([sub("s1", {})], "2026-01-01T00:00:00Z")
+    with pytest.raises(ValueError, match="unknown lake table"):
+        lake.write("../x", None, "a", table)
+    with pytest.raises(ValueError, match="lake schema"):
+        lake.write("submission_answers", "bot1", "a", table)
+    assert not any(tmp_path.rglob("*"))
