@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-AREAS = ["sandbox", "client", "sync", "warehouse", "replay"]
+AREAS = ["sandbox", "client", "sync", "warehouse", "replay", "pipeline"]
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,7 @@ from iozen_etl.pipeline.partitions import (
     sync_mode,
 )
 from iozen_etl.pipeline.reconcile import bots_off_count
-from iozen_etl.pipeline.reporting import bot_metadata, bots_metadata, load_metadata, run_metadata
+from iozen_etl.pipeline.reporting import bots_metadata, bots_table, load_metadata, run_metadata
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.sync.extract import sync_bots, sync_submissions, sync_webhooks
 from iozen_etl.sync.lake import Lake
@@ -120,8 +120,6 @@ def submissions(
         )
     if report.stopped_by_wait_ceiling:
         raise _stop_at_ceiling(context, report.wait_ceiling_error)
-    for bot in report.bots:
-        context.add_asset_metadata(bot_metadata(bot), partition_key=bot.intake_bot_id)
     failed = [bot for bot in report.bots if bot.action == "failed"]
     if failed:
         raise dg.Failure(
@@ -129,7 +127,7 @@ def submissions(
             f"committed. First: {failed[0].intake_bot_id}: {failed[0].error}",
             metadata=run_metadata(report),
         )
-    return dg.MaterializeResult(metadata=run_metadata(report))
+    return dg.MaterializeResult(metadata={**run_metadata(report), **bots_table(report)})
 
 
 @dg.asset(
