@@ -14,6 +14,7 @@ import bisect
 import json
 import math
 import random
+import re
 import secrets
 import threading
 import time
@@ -77,6 +78,21 @@ ROUTES: tuple[tuple[str, tuple[str | None, ...], str, str], ...] = (
     ("GET", ("webhooks", None), "webhook", "manage:webhooks"),
     ("DELETE", ("webhooks", None), "delete_webhook", "manage:webhooks"),
 )
+# DECISIONS 24 variant: the same instants without milliseconds (key-anchored, so answers that
+# merely look like times are left alone).
+_MS_STAMP = re.compile(
+    rb'("(?:created_at|updated_at|last_delivery_at)":")'
+    rb'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3}Z"'
+)
+# unknown_extras: keys no client knows, as an additive API change would bring them.
+_EXTRA_ITEM_KEYS = {"workspace_id": "ws_sandbox", "x_unreleased": {"tier": 2, "flags": ["beta"]}}
+_EXTRA_ITEM_PREFIX = b'{"workspace_id":"ws_sandbox","x_unreleased":{"tier":2,"flags":["beta"]},'
+_MYSTERY_ITEM = {
+    "id": "mx_1",
+    "kind": "mystery",
+    "name": "mystery_widget",
+    "payload": {"shape": "hexagon"},
+}
 _HTML_PAGE = (
     b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
     b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>"
@@ -246,7 +262,8 @@ class Sandbox:
             headers = [("X-Request-Id", request_id), *rate_headers, *outcome.headers]
             if outcome.status != 204:
                 headers.insert(0, ("Content-Type", "application/json"))
-            response = SandboxResponse(outcome.status, tuple(headers), outcome.body)
+            body = self._wire_times(outcome.body)
+            response = SandboxResponse(outcome.status, tuple(headers), body)
             return self._post_fault(name, response)
 
     def _dispatch(
@@ -394,7 +411,10 @@ class Sandbox:
     def _encode_cursor(self, item_id: str) -> str:
         if self.config.cursor_mode == "id":
             return item_id
-        return base64.urlsafe_b64encode(b"after:" + item_id.encode()).decode().rstrip("=")
+        token = b"after:" + item_id.encode()
+        if self.config.cursor_ttl_s is not None:
+            token += b"@" + str(self._world.now_ms()).encode()
+        return base64.urlsafe_b64encode(token).decode().rstrip("=")
 
     def _decode_cursor(self, cursor: str) -> str:
         if self.config.cursor_mode == "id":
@@ -405,22 +425,70 @@ class Sandbox:
             raise invalid(["cursor"], "Malformed cursor", "invalid_cursor") from None
         if not raw.startswith(b"after:"):
             raise invalid(["cursor"], "Malformed cursor", "invalid_cursor")
-        return raw[6:].decode("utf-8", "replace")
+        item_id, at, issued = raw[6:].decode("utf-8", "replace").partition("@")
+        ttl = self.config.cursor_ttl_s
+        if ttl is not None:
+            if not at or not issued.isdigit():
+                raise invalid(["cursor"], "Malformed cursor", "invalid_cursor")
+            if self._world.now_ms() - int(issued) > ttl * 1000:
+                raise invalid(["cursor"], "Cursor expired", "expired_cursor")
+        return item_id
 
-    def _page(self, ids: list[str], query: Mapping[str, str]) -> tuple[int, int, str | None]:
-        """(start, end, next_cursor) of the requested page over a sorted id list."""
+    def _page(self, ids: list[str], query: Mapping[str, str]) -> tuple[range, str | None]:
+        """(positions in ``ids``, in list order; next_cursor) of the requested page.
+
+        ``ids`` is sorted ascending; with ``list_order="desc"`` pages walk it from the newest end
+        and a cursor means "older than this item", so items created since are never reached.
+        """
         limit = parse_limit(query)
-        start = 0
         cursor = query.get("cursor", "")
+        position: int | None = None
         if cursor:
             item_id = self._decode_cursor(cursor)
             position = bisect.bisect_left(ids, item_id)
             if position >= len(ids) or ids[position] != item_id:
                 raise invalid(["cursor"], "Unknown cursor", "invalid_cursor")
-            start = position + 1
+        if self.config.list_order == "desc":
+            high = len(ids) if position is None else position
+            low = max(0, high - limit)
+            next_cursor = self._encode_cursor(ids[low]) if low > 0 else None
+            return range(high - 1, low - 1, -1), next_cursor
+        start = 0 if position is None else position + 1
         end = min(start + limit, len(ids))
         next_cursor = self._encode_cursor(ids[end - 1]) if end < len(ids) else None
-        return start, end, next_cursor
+        return range(start, end), next_cursor
+
+    def _wire_times(self, body: bytes) -> bytes:
+        """The body as sent: without milliseconds when ``timestamp_precision`` is "s"."""
+        if self.config.timestamp_precision == "ms":
+            return body
+        return _MS_STAMP.sub(rb'\1\2Z"', body)
+
+    def _pagination(self, next_cursor: str | None, total: int) -> dict[str, Any]:
+        pagination: dict[str, Any] = {
+            "has_more": next_cursor is not None,
+            "next_cursor": next_cursor,
+        }
+        if self.config.unknown_extras:
+            pagination["total_estimate"] = total
+        return pagination
+
+    def _with_extras(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {**_EXTRA_ITEM_KEYS, **item} if self.config.unknown_extras else item
+
+    def _sub_body(self, body: bytes) -> bytes:
+        """A stored list item as sent (unknown keys first when ``unknown_extras``)."""
+        return _EXTRA_ITEM_PREFIX + body[1:] if self.config.unknown_extras else body
+
+    def _bot_detail(self, bot: BotState) -> dict[str, Any]:
+        detail = bot.detail(self.config.schema_shape)
+        if self.config.unknown_extras:
+            schema = detail["schema"]
+            if isinstance(schema, dict):
+                schema["fields"].append(dict(_MYSTERY_ITEM))
+                schema["layout_version"] = 3
+            detail = self._with_extras(detail)
+        return detail
 
     # endpoints ----------------------------------------------------------------------------
 
@@ -432,23 +500,27 @@ class Sandbox:
 
     def _list_bots(self, query: Mapping[str, str]) -> _Outcome:
         ids = self._world.bot_ids
-        start, end, next_cursor = self._page(ids, query)
-        items = [self._world.bots[i].summary() for i in ids[start:end]]
-        pagination = {"has_more": next_cursor is not None, "next_cursor": next_cursor}
+        positions, next_cursor = self._page(ids, query)
+        items = [self._with_extras(self._world.bots[ids[i]].summary()) for i in positions]
+        pagination = self._pagination(next_cursor, len(ids))
         return _ok({"intake_bots": items, "pagination": pagination})
 
     def _get_bot(self, bot_id: str) -> _Outcome:
-        detail = self._bot(bot_id).detail(self.config.schema_shape)
+        detail = self._bot_detail(self._bot(bot_id))
         return _ok({"intake_bot": detail} if self.config.bot_detail_wrapped else detail)
 
     def _list_submissions(self, bot_id: str, query: Mapping[str, str]) -> _Outcome:
         bot = self._bot(bot_id)
-        start, end, next_cursor = self._page(bot.sub_ids, query)
-        pagination = dumps({"has_more": next_cursor is not None, "next_cursor": next_cursor})
+        positions, next_cursor = self._page(bot.sub_ids, query)
+        pagination = dumps(self._pagination(next_cursor, len(bot.sub_ids)))
+        if self.config.unknown_extras or self.config.list_order != "asc":
+            items = b",".join(self._sub_body(bot.sub_bodies[i]) for i in positions)
+        else:  # the common case: one slice of stored bytes
+            items = b",".join(bot.sub_bodies[positions.start : positions.stop])
         body = b"".join(
             (
                 b'{"success":true,"data":{"submissions":[',
-                b",".join(bot.sub_bodies[start:end]),
+                items,
                 b'],"schema":',
                 bot.list_schema(),
                 b',"pagination":',
@@ -462,7 +534,7 @@ class Sandbox:
         index = bot.position(submission_id)
         if index is None:
             raise Problem(404, "resource_not_found", {"resource": "submission"})
-        item = json.loads(bot.sub_bodies[index])
+        item = json.loads(self._sub_body(bot.sub_bodies[index]))
         detail = {key: value for key, value in item.items() if key != "message_count"}
         detail["intake_bot_id"] = bot.id
         detail["messages"] = messages(bot, item)
@@ -497,9 +569,9 @@ class Sandbox:
 
     def _list_webhooks(self, query: Mapping[str, str]) -> _Outcome:
         ids = self._world.webhook_ids
-        start, end, next_cursor = self._page(ids, query)
-        items = [self._world.webhooks[i].wire() for i in ids[start:end]]
-        pagination = {"has_more": next_cursor is not None, "next_cursor": next_cursor}
+        positions, next_cursor = self._page(ids, query)
+        items = [self._with_extras(self._world.webhooks[ids[i]].wire()) for i in positions]
+        pagination = self._pagination(next_cursor, len(ids))
         return _ok({"webhooks": items, "pagination": pagination})
 
     def _webhook(self, webhook_id: str) -> WebhookState:
@@ -509,7 +581,7 @@ class Sandbox:
         return hook
 
     def _get_webhook(self, webhook_id: str) -> _Outcome:
-        return _ok({"webhook": self._webhook(webhook_id).wire()})
+        return _ok({"webhook": self._with_extras(self._webhook(webhook_id).wire())})
 
     def _create_webhook(self, body: Any) -> _Outcome:
         url, events, description = validate_webhook(body)
@@ -607,7 +679,7 @@ class Sandbox:
             "created_at": iso_ms(int(now * 1000)),
             "data": data,
         }
-        body = dumps(payload)
+        body = self._wire_times(dumps(payload))
         for hook in subscribers:
             self._deliveries.append(Delivery(event_id, event_type, hook.id, body, now))
 
@@ -717,8 +789,8 @@ class Sandbox:
     def truth_bots(self) -> list[dict[str, Any]]:
         """Every bot as ``GET /intake-bots/:id`` returns it (unwrapped), in list order."""
         with self._lock:
-            shape = self.config.schema_shape
-            return [self._world.bots[i].detail(shape) for i in self._world.bot_ids]
+            ids = self._list_order(self._world.bot_ids)
+            return [self._wire_json(self._bot_detail(self._world.bots[i])) for i in ids]
 
     def truth_submissions(self, bot_id: str | None = None) -> list[dict[str, Any]]:
         """A bot's submissions exactly as the list returns them, in order.
@@ -727,23 +799,38 @@ class Sandbox:
         """
         with self._lock:
             if bot_id is not None:
-                return [json.loads(body) for body in self._bot(bot_id).sub_bodies]
+                bodies = self._list_order(self._bot(bot_id).sub_bodies)
+                return [self._wire_item(body) for body in bodies]
             everything = []
-            for each in self._world.bot_ids:
-                for body in self._world.bots[each].sub_bodies:
-                    item = json.loads(body)
+            for each in self._list_order(self._world.bot_ids):
+                for body in self._list_order(self._world.bots[each].sub_bodies):
+                    item = self._wire_item(body)
                     item["intake_bot_id"] = each
                     everything.append(item)
             return everything
 
+    def _list_order(self, items: list[Any]) -> list[Any]:
+        return items[::-1] if self.config.list_order == "desc" else items
+
+    def _wire_item(self, body: bytes) -> dict[str, Any]:
+        item: dict[str, Any] = json.loads(self._wire_times(self._sub_body(body)))
+        return item
+
+    def _wire_json(self, value: dict[str, Any]) -> dict[str, Any]:
+        if self.config.timestamp_precision == "ms":
+            return value
+        wired: dict[str, Any] = json.loads(self._wire_times(dumps(value)))
+        return wired
+
     def truth_submission(self, bot_id: str, submission_id: str) -> dict[str, Any]:
         """One submission as ``GET .../submissions/:id`` returns it (with messages)."""
         with self._lock:
-            return self._submission_detail(self._bot(bot_id), submission_id)
+            return self._wire_json(self._submission_detail(self._bot(bot_id), submission_id))
 
     def truth_webhooks(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [self._world.webhooks[i].wire() for i in self._world.webhook_ids]
+            ids = self._list_order(self._world.webhook_ids)
+            return [self._wire_json(self._with_extras(self._world.webhooks[i].wire())) for i in ids]
 
     def submission_total(self) -> int:
         with self._lock:

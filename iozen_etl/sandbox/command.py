@@ -77,6 +77,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--opaque-cursors", action="store_true", help="next_cursor is a token, not an item id"
     )
     parser.add_argument(
+        "--cursor-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="opaque cursors older than this are refused with 400 (needs --opaque-cursors)",
+    )
+    parser.add_argument(
+        "--newest-first", action="store_true", help="lists newest first (not ascending)"
+    )
+    parser.add_argument(
+        "--no-milliseconds", action="store_true", help="timestamps like 2026-02-22T11:00:00Z"
+    )
+    parser.add_argument(
+        "--unknown-extras",
+        action="store_true",
+        help="unknown keys in answers and a schema item of an unknown kind",
+    )
+    parser.add_argument(
         "--frozen-clock",
         action="store_true",
         help="the clock stands still until POST /_sandbox/advance (default: wall time)",
@@ -114,6 +132,10 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         retry_after_header=args.retry_after_header,
         retry_after_zero=args.retry_after_zero,
         cursor_mode="opaque" if args.opaque_cursors else "id",
+        cursor_ttl_s=args.cursor_ttl,
+        list_order="desc" if args.newest_first else "asc",
+        timestamp_precision="s" if args.no_milliseconds else "ms",
+        unknown_extras=args.unknown_extras,
         real_time=not args.frozen_clock,
         extra_keys=extra_keys,
     )

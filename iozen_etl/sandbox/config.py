@@ -150,6 +150,14 @@ class SandboxConfig:
     retry_after_header: bool = False  # 429 Retry-After header
     retry_after_zero: bool = False  # say 0 in both places (a client must not busy-loop)
     cursor_mode: str = "id"  # "id": next_cursor is the last item's id; "opaque": a token
+    # Opaque cursors older than this (sandbox clock) are refused with 400 (DECISIONS 6, open
+    # question: whether cursors expire). Only with cursor_mode="opaque"; None: never expire.
+    cursor_ttl_s: float | None = None
+    list_order: str = "asc"  # DECISIONS 5: "asc" by (created_at, id), or "desc" (newest first)
+    timestamp_precision: str = "ms"  # DECISIONS 24: "ms" (.000Z) or "s" (no milliseconds)
+    # DECISIONS 16 and additive API changes: unknown keys in bots, submissions, webhooks and
+    # list envelopes, and a schema item of an unknown kind ("mystery") in every bot detail.
+    unknown_extras: bool = False
     enforce_required: bool = True  # COMPLETED submissions must answer required fields
     paused_bot_accepts: bool = False  # a PAUSED bot refuses new submissions (400)
     bot_touch_on_submission: bool = False  # creating a submission also moves bot updated_at
@@ -172,6 +180,13 @@ class SandboxConfig:
             (self.delete_status in (200, 204), "delete_status must be 200 or 204"),
             (self.schema_shape in ("fields", "legacy"), "schema_shape must be fields or legacy"),
             (self.cursor_mode in ("id", "opaque"), "cursor_mode must be id or opaque"),
+            (
+                self.cursor_ttl_s is None
+                or (self.cursor_ttl_s > 0 and self.cursor_mode == "opaque"),
+                "cursor_ttl_s must be > 0 and needs cursor_mode opaque",
+            ),
+            (self.list_order in ("asc", "desc"), "list_order must be asc or desc"),
+            (self.timestamp_precision in ("ms", "s"), "timestamp_precision must be ms or s"),
             (
                 self.webhook_signature in ("body", "timestamp.body"),
                 "webhook_signature must be body or timestamp.body",
