@@ -1,0 +1,31 @@
+"""The DuckDB warehouse: newest-wins load from the lake, analyst views, checks, queries."""
+
+from __future__ import annotations
+
+from iozen_etl.warehouse.checks import CheckResult, run_all_checks
+from iozen_etl.warehouse.load import LoadReport, RejectedFile, load_warehouse, rebuild_warehouse
+from iozen_etl.warehouse.merge import TableCounts
+from iozen_etl.warehouse.publish import WarehouseBusy
+from iozen_etl.warehouse.query import (
+    QueryFailed,
+    QueryResult,
+    WarehouseMissing,
+    format_table,
+    run_query,
+)
+
+__all__ = [
+    "CheckResult",
+    "LoadReport",
+    "QueryFailed",
+    "QueryResult",
+    "RejectedFile",
+    "TableCounts",
+    "WarehouseBusy",
+    "WarehouseMissing",
+    "format_table",
+    "load_warehouse",
+    "rebuild_warehouse",
+    "run_all_checks",
+    "run_query",
+]

@@ -1,0 +1,346 @@
+"""Load new lake files into the DuckDB warehouse and publish a snapshot for readers.
+
+One load, under an exclusive lock: list the lake, check the new files' footers, then in ONE
+transaction apply ``sql/``, merge newest-wins (``merge.py``), record the files in the load
+ledger, mirror the SQLite state tables and refresh the per-bot wide views; then CHECKPOINT and
+publish a copy of the private writer file as ``iozen.duckdb`` (``publish.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from iozen_etl.settings import DataPaths
+from iozen_etl.sync.schemas import LAKE_TABLES
+from iozen_etl.warehouse.lake_files import LakeFile, list_lake, new_files
+from iozen_etl.warehouse.merge import (
+    KEYED_TABLES,
+    TableCounts,
+    merge_answers,
+    merge_bot_fields,
+    merge_keyed,
+    scalar,
+)
+from iozen_etl.warehouse.mirror import MIRRORED_TABLES, mirror_state
+from iozen_etl.warehouse.publish import publish_copy, writer_lock
+from iozen_etl.warehouse.wide_views import WideViewChanges, refresh_wide_views, unchanged_views
+
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+REPORTED_TABLES = (*LAKE_TABLES, *MIRRORED_TABLES)
+
+
+@dataclass(frozen=True)
+class RejectedFile:
+    """A lake file the load could not use; it is not ledgered, so a later load retries it."""
+
+    path: str  # relative to the lake root
+    reason: str
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """The facts of one load (no answer values): what came in and what the tables look like."""
+
+    load_id: int
+    mode: str  # "incremental" or "rebuild"
+    files_loaded: Mapping[str, int]
+    rejected: tuple[RejectedFile, ...]
+    tables: Mapping[str, TableCounts]
+    row_counts: Mapping[str, int]
+    column_schemas: Mapping[str, Mapping[str, str]]
+    mirrored: Mapping[str, int]
+    wide_views: WideViewChanges
+    published: bool
+    publish_skipped_reason: str | None
+    seconds: Mapping[str, float] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, object]:
+        """A flat, JSON-friendly view for Dagster metadata."""
+        return {
+            "load_id": self.load_id,
+            "mode": self.mode,
+            "files_loaded": dict(self.files_loaded),
+            "files_rejected": [asdict(r) for r in self.rejected],
+            "rows": {name: asdict(counts) for name, counts in self.tables.items()},
+            "row_counts": dict(self.row_counts),
+            "column_schemas": {k: dict(v) for k, v in self.column_schemas.items()},
+            "mirrored": dict(self.mirrored),
+            "wide_views": asdict(self.wide_views),
+            "published": self.published,
+            "publish_skipped_reason": self.publish_skipped_reason,
+            "seconds": dict(self.seconds),
+        }
+
+
+def sql_files(sql_dir: Path = SQL_DIR) -> list[Path]:
+    """The DDL and view files, in the order the load applies them."""
+    return sorted(sql_dir.glob("*.sql"))
+
+
+def apply_sql(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> int:
+    """Apply the sql/ files the warehouse has not applied in their current version.
+
+    Re-creating an unchanged view would still rewrite the catalog at every CHECKPOINT.
+    Returns how many files were applied.
+    """
+    known = scalar(
+        con,
+        "select count(*) from duckdb_tables() where table_name = 'sql_files_applied'"
+        " and schema_name = 'main' and database_name = current_database()",
+    )
+    applied: dict[str, str] = {}
+    if known:
+        rows = con.execute("select file_name, sha256 from sql_files_applied").fetchall()
+        applied = {str(name): str(sha) for name, sha in rows}
+    count = 0
+    for path in sql_files(sql_dir):
+        text = path.read_text(encoding="utf-8")
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if applied.get(path.name) == digest:
+            continue
+        con.execute(text)
+        con.execute("delete from sql_files_applied where file_name = ?", [path.name])
+        con.execute("insert into sql_files_applied values (?, ?)", [path.name, digest])
+        count += 1
+    return count
+
+
+def _types_compatible(found: pa.DataType, declared: pa.DataType) -> bool:
+    if found == declared:
+        return True
+    for same_family in (
+        pa.types.is_timestamp,
+        pa.types.is_integer,
+        pa.types.is_floating,
+    ):
+        if same_family(found) and same_family(declared):
+            return True
+    if pa.types.is_string(declared) and (
+        pa.types.is_string(found) or pa.types.is_large_string(found)
+    ):
+        return True
+    if pa.types.is_list(declared) and (pa.types.is_list(found) or pa.types.is_large_list(found)):
+        return _types_compatible(found.value_type, declared.value_type)
+    return False
+
+
+def check_file(lake_root: Path, lake_file: LakeFile) -> tuple[int, str | None]:
+    """Read the footer only: (row count, None) or (0, why the file cannot be loaded)."""
+    try:
+        metadata = pq.read_metadata(lake_root / lake_file.rel_path)
+    except (OSError, pa.ArrowException) as error:
+        return 0, f"unreadable Parquet file: {error}"
+    schema = metadata.schema.to_arrow_schema()
+    problems = []
+    for declared in LAKE_TABLES[lake_file.table]:
+        index = schema.get_field_index(declared.name)
+        if index < 0:
+            problems.append(f"missing column {declared.name}")
+        elif not _types_compatible(schema.field(index).type, declared.type):
+            problems.append(
+                f"column {declared.name} is {schema.field(index).type}, expected {declared.type}"
+            )
+    if problems:
+        return 0, "; ".join(problems)
+    return int(metadata.num_rows), None
+
+
+def _read_ledger(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
+    rows = con.execute("select path, size_bytes, mtime_ns, inode from load_ledger").fetchall()
+    return {str(path): (int(size), int(mtime), int(inode)) for path, size, mtime, inode in rows}
+
+
+def _record_files(
+    con: duckdb.DuckDBPyConnection,
+    loaded: Sequence[tuple[LakeFile, int]],
+    load_id: int,
+    now: datetime,
+) -> None:
+    if not loaded:
+        return
+    rows = pa.table(
+        {
+            "path": [f.rel_path for f, _ in loaded],
+            "table_name": [f.table for f, _ in loaded],
+            "size_bytes": pa.array([f.size_bytes for f, _ in loaded], pa.int64()),
+            "mtime_ns": pa.array([f.mtime_ns for f, _ in loaded], pa.int64()),
+            "inode": pa.array([f.inode for f, _ in loaded], pa.int64()),
+            "row_count": pa.array([n for _, n in loaded], pa.int64()),
+        }
+    )
+    con.register("ledger_source", rows)
+    try:
+        con.execute("delete from load_ledger where path in (select path from ledger_source)")
+        con.execute(
+            "insert into load_ledger select path, table_name, size_bytes, mtime_ns, inode,"
+            " row_count, ?, ? from ledger_source",
+            [load_id, now],
+        )
+    finally:
+        con.unregister("ledger_source")
+
+
+def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    counts = {}
+    for table in REPORTED_TABLES:
+        counts[table] = scalar(con, f"select count(*) from {table}")
+    return counts
+
+
+def _column_schemas(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+    schemas: dict[str, dict[str, str]] = {table: {} for table in REPORTED_TABLES}
+    rows = con.execute(
+        "select table_name, column_name, data_type from duckdb_columns()"
+        " where schema_name = 'main' and database_name = current_database()"
+        " order by table_name, column_index"
+    ).fetchall()
+    for table, column, data_type in rows:
+        if table in schemas:
+            schemas[table][str(column)] = str(data_type)
+    return schemas
+
+
+def _merge_all(
+    con: duckdb.DuckDBPyConnection, lake_root: Path, files: Sequence[LakeFile], load_id: int
+) -> dict[str, TableCounts]:
+    by_table: dict[str, list[str]] = {table: [] for table in LAKE_TABLES}
+    for lake_file in files:
+        by_table[lake_file.table].append(str(lake_root / lake_file.rel_path))
+    tables = {table: merge_keyed(con, table, by_table[table]) for table in KEYED_TABLES}
+    tables["intake_bot_fields"] = merge_bot_fields(con, by_table["intake_bot_fields"], load_id)
+    # After submissions: answers are accepted against the stored submission versions.
+    tables["submission_answers"] = merge_answers(con, by_table["submission_answers"])
+    # Replaced, not emptied: after a full load it holds a million ids, and deleting them row
+    # by row would make the next (small) load pay for the previous one.
+    con.execute(
+        "create or replace table load_changed_submissions as"
+        " select id as submission_id from plan_submissions where action in ('insert', 'update')"
+        " union select submission_id from answers_changed"
+    )
+    con.execute("drop table answers_changed")
+    for table in KEYED_TABLES:
+        con.execute(f"drop table if exists plan_{table}")
+    return {table: tables[table] for table in LAKE_TABLES}
+
+
+def _load(paths: DataPaths, mode: str, clock: Callable[[], datetime], sql_dir: Path) -> LoadReport:
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    started_at = clock()
+    paths.writer_db.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(paths.writer_db))
+    try:
+        con.execute("set TimeZone = 'UTC'")
+        # First, so that the ledger exists on a new warehouse; one commit, not one per file.
+        con.execute("begin transaction")
+        sql_changed = apply_sql(con, sql_dir) > 0
+        con.execute("commit")
+        lake_root = paths.parquet
+        pending = new_files(list_lake(lake_root), _read_ledger(con))
+        good: list[tuple[LakeFile, int]] = []
+        rejected: list[RejectedFile] = []
+        for lake_file in pending:
+            row_count, reason = check_file(lake_root, lake_file)
+            if reason is None:
+                good.append((lake_file, row_count))
+            else:
+                rejected.append(RejectedFile(lake_file.rel_path, reason))
+        seconds["list_and_check"] = time.perf_counter() - started
+
+        phase = time.perf_counter()
+        con.execute("begin transaction")
+        try:
+            load_id = scalar(con, "select coalesce(max(load_id), 0) + 1 from load_runs")
+            tables = _merge_all(con, lake_root, [f for f, _ in good], load_id)
+            _record_files(con, good, load_id, clock())
+            mirrored = mirror_state(con, paths.state_db)
+            schemas_moved = any(
+                counts.inserted or counts.updated or counts.deleted
+                for name, counts in tables.items()
+                if name in ("intake_bots", "intake_bot_fields")
+            )
+            views = (
+                refresh_wide_views(con) if schemas_moved or sql_changed else unchanged_views(con)
+            )
+            con.execute(
+                "insert into load_runs values (?, ?, ?, ?, ?, ?)",
+                [load_id, mode, started_at, clock(), len(good), len(rejected)],
+            )
+            con.execute("commit")
+        except BaseException:
+            con.execute("rollback")
+            raise
+        seconds["merge"] = time.perf_counter() - phase
+
+        row_counts = _row_counts(con)
+        column_schemas = _column_schemas(con)
+        phase = time.perf_counter()
+        con.execute("checkpoint")
+        seconds["checkpoint"] = time.perf_counter() - phase
+        phase = time.perf_counter()
+        # Copied while the writer connection is still open: its lock keeps everyone else out.
+        skipped = publish_copy(paths.writer_db, paths.published_db)
+        seconds["publish"] = time.perf_counter() - phase
+    finally:
+        con.close()
+    seconds["total"] = time.perf_counter() - started
+    files_loaded = {table: 0 for table in LAKE_TABLES}
+    for lake_file, _ in good:
+        files_loaded[lake_file.table] += 1
+    return LoadReport(
+        load_id=load_id,
+        mode=mode,
+        files_loaded=files_loaded,
+        rejected=tuple(rejected),
+        tables=tables,
+        row_counts=row_counts,
+        column_schemas=column_schemas,
+        mirrored=mirrored,
+        wide_views=views,
+        published=skipped is None,
+        publish_skipped_reason=skipped,
+        seconds={name: round(value, 4) for name, value in seconds.items()},
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _lock_path(paths: DataPaths) -> Path:
+    return paths.writer_db.with_name("load.lock")
+
+
+def load_warehouse(
+    paths: DataPaths,
+    *,
+    wait: bool = True,
+    clock: Callable[[], datetime] = _utc_now,
+    sql_dir: Path = SQL_DIR,
+) -> LoadReport:
+    """Bring the lake files not loaded yet into the warehouse and publish it for readers."""
+    with writer_lock(_lock_path(paths), wait=wait):
+        return _load(paths, "incremental", clock, sql_dir)
+
+
+def rebuild_warehouse(
+    paths: DataPaths,
+    *,
+    wait: bool = True,
+    clock: Callable[[], datetime] = _utc_now,
+    sql_dir: Path = SQL_DIR,
+) -> LoadReport:
+    """Recreate the warehouse from the lake alone (and the SQLite state), then publish it."""
+    with writer_lock(_lock_path(paths), wait=wait):
+        for leftover in (paths.writer_db, paths.writer_db.with_name(paths.writer_db.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        return _load(paths, "rebuild", clock, sql_dir)

@@ -1,0 +1,113 @@
+"""Copy the operational tables from the SQLite state file into the warehouse for analysts.
+
+``sync_state`` and ``replay_ledger`` are committed per page / per row in SQLite by the sync and
+the replay; the load copies them whole (they hold one row per stream or per replayed CSV row,
+small next to the submissions). A missing file or table gives an empty table.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from iozen_etl.warehouse.merge import scalar
+
+MIRRORED_TABLES = ("sync_state", "replay_ledger")
+
+# Columns used when SQLite has no such table yet, so that analysts' queries still bind.
+_EMPTY_COLUMNS: dict[str, Sequence[tuple[str, str]]] = {
+    "sync_state": (
+        ("stream", "varchar"),
+        ("intake_bot_id", "varchar"),
+        ("resume_point", "varchar"),
+        ("updated_at", "varchar"),
+    ),
+    "replay_ledger": (
+        ("idempotency_key", "varchar"),
+        ("status", "varchar"),
+        ("updated_at", "varchar"),
+    ),
+}
+
+
+def _duckdb_type(declared: str) -> pa.DataType:
+    """SQLite type affinity rules, reduced to the Arrow types DuckDB maps cleanly."""
+    upper = declared.upper()
+    if "INT" in upper:
+        return pa.int64()
+    if any(word in upper for word in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+        return pa.float64()
+    if "BLOB" in upper:
+        return pa.binary()
+    if upper in ("BOOL", "BOOLEAN"):
+        return pa.bool_()
+    return pa.string()
+
+
+def _read_sqlite_table(state_db: Path, table: str) -> pa.Table | None:
+    if not state_db.exists():
+        return None
+    # Read-only URI: never create the file, never take a write lock the sync would wait on.
+    conn = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=30.0)
+    try:
+        info = conn.execute(f'pragma table_info("{table}")').fetchall()
+        if not info:
+            return None
+        names = [str(row[1]) for row in info]
+        types = [_duckdb_type(str(row[2] or "")) for row in info]
+        quoted = ", ".join(f'"{name}"' for name in names)
+        rows = conn.execute(f'select {quoted} from "{table}"').fetchall()
+    finally:
+        conn.close()
+    arrays = []
+    for index, arrow_type in enumerate(types):
+        values = [_coerce(row[index], arrow_type) for row in rows]
+        arrays.append(pa.array(values, type=arrow_type))
+    return pa.Table.from_arrays(arrays, names=names)
+
+
+def _coerce(value: object, arrow_type: pa.DataType) -> object:
+    """SQLite is dynamically typed: a value that does not fit its declared type becomes text."""
+    if value is None:
+        return None
+    if pa.types.is_string(arrow_type):
+        return value if isinstance(value, str) else str(value)
+    if pa.types.is_integer(arrow_type):
+        return value if isinstance(value, int) else None
+    if pa.types.is_floating(arrow_type):
+        return float(value) if isinstance(value, (int, float)) else None
+    if pa.types.is_boolean(arrow_type):
+        return bool(value) if isinstance(value, int) else None
+    return value if isinstance(value, bytes) else None
+
+
+def mirror_state(con: duckdb.DuckDBPyConnection, state_db: Path) -> dict[str, int]:
+    """Replace the mirrored tables with the SQLite copies; returns their row counts."""
+    counts: dict[str, int] = {}
+    for table in MIRRORED_TABLES:
+        data = _read_sqlite_table(state_db, table)
+        if data is None:
+            exists = scalar(
+                con,
+                "select count(*) from duckdb_tables()"
+                " where table_name = ? and schema_name = 'main'",
+                [table],
+            )
+            if exists:
+                con.execute(f"delete from {table}")
+            else:
+                cols = ", ".join(f"{name} {kind}" for name, kind in _EMPTY_COLUMNS[table])
+                con.execute(f"create table {table} ({cols})")
+            counts[table] = 0
+            continue
+        con.register("mirror_source", data)
+        try:
+            con.execute(f"create or replace table {table} as select * from mirror_source")
+        finally:
+            con.unregister("mirror_source")
+        counts[table] = data.num_rows
+    return counts

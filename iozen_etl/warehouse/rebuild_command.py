@@ -1,0 +1,36 @@
+"""``iozen-etl rebuild``: recreate the warehouse from the Parquet lake alone and publish it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from iozen_etl.settings import DataPaths
+from iozen_etl.warehouse.load import rebuild_warehouse
+from iozen_etl.warehouse.publish import WarehouseBusy
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once if a load is running instead of waiting for it",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = DataPaths.from_env()
+    try:
+        report = rebuild_warehouse(paths, wait=not args.no_wait)
+    except WarehouseBusy as error:
+        print(f"iozen-etl rebuild: {error}", file=sys.stderr)
+        return 1
+    loaded = sum(report.files_loaded.values())
+    print(f"rebuilt {paths.published_db} from {loaded} Parquet files in {report.seconds['total']}s")
+    for table, count in report.row_counts.items():
+        print(f"  {table}: {count} rows")
+    for rejected in report.rejected:
+        print(f"  skipped {rejected.path}: {rejected.reason}", file=sys.stderr)
+    if not report.published:
+        print(f"  not published: {report.publish_skipped_reason}", file=sys.stderr)
+    return 0 if not report.rejected and report.published else 1

@@ -1,0 +1,176 @@
+"""Per-bot wide views: one row per submission, one typed column per field of the bot's schema.
+
+They live in the schema ``bots`` under a slug of the bot's name (``bots.customer_onboarding``;
+a second bot with the same slug, created later, gets ``_2``). Values come from
+``v_answer_values`` (sql/400: each answer read as text, number, boolean and date with
+``try_cast``), so a bad value is a NULL, never a failed query. Answers to fields the schema
+does not declare are not columns; they stay in ``data``.
+Only views whose definition changed are recreated, so a load that changes no schema costs little.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+BASE_COLUMNS = ("submission_id", "status", "is_test", "created_at", "updated_at")
+
+# The API's field types (DECISIONS.md #17) by the column type of the wide view; anything else,
+# including types the API adds later, is text.
+_LIST_TYPES = frozenset({"multi_select", "file"})
+_NUMBER_TYPES = frozenset({"number"})
+_BOOLEAN_TYPES = frozenset({"boolean"})
+_DATE_TYPES = frozenset({"date"})
+
+
+@dataclass(frozen=True)
+class WideViewChanges:
+    created: int  # new or redefined
+    dropped: int
+    unchanged: int
+
+
+def slug(text: str | None, fallback: str) -> str:
+    """A lowercase SQL identifier that needs no quoting: letters, digits and underscores."""
+    cleaned = re.sub(r"[^a-z0-9]+", "_", (text or "").lower()).strip("_")
+    if not cleaned:
+        cleaned = fallback
+    if cleaned[0].isdigit():
+        cleaned = f"{fallback}_{cleaned}"
+    return cleaned
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, counter = name, 2
+    while candidate in taken:
+        candidate = f"{name}_{counter}"
+        counter += 1
+    taken.add(candidate)
+    return candidate
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def column_type(field_type: str | None) -> str:
+    """The DuckDB type a field of this API type gets in a wide view."""
+    kind = (field_type or "").lower()
+    if kind in _LIST_TYPES:
+        return "varchar[]"
+    if kind in _NUMBER_TYPES:
+        return "double"
+    if kind in _BOOLEAN_TYPES:
+        return "boolean"
+    if kind in _DATE_TYPES:
+        return "date"
+    return "varchar"
+
+
+def _field_expression(field_name: str, field_type: str | None) -> str:
+    """One aggregate over ``v_answer_values`` (sql/400), typed by the field's API type."""
+    match = f"a.field_name = {_literal(field_name)}"
+    kind = column_type(field_type)
+    if kind == "varchar[]":
+        return f"list(a.text order by a.position) filter (where {match} and a.text is not null)"
+    if kind == "double":
+        return f"max(a.number) filter (where {match} and a.position = 0)"
+    if kind == "boolean":
+        return f"bool_or(a.flag) filter (where {match} and a.position = 0)"
+    if kind == "date":
+        return f"max(a.day) filter (where {match} and a.position = 0)"
+    # A list sent for a text field is joined rather than cut to its first item.
+    return f"string_agg(a.text, ', ' order by a.position) filter (where {match})"
+
+
+def view_definition(view_name: str, bot_id: str, fields: list[tuple[str, str | None]]) -> str:
+    """The ``create or replace view`` statement of one bot's wide view.
+
+    Kept short on purpose: DuckDB parses every view's text whenever a file is opened, so with
+    a thousand bots the length of this text is what an analyst's connection waits for.
+    """
+    taken = set(BASE_COLUMNS)
+    selected = ["s.id as submission_id", "s.status", "s.is_test", "s.created_at", "s.updated_at"]
+    for field_name, field_type in fields:
+        column = _unique(slug(field_name, "field"), taken)
+        selected.append(f'{_field_expression(field_name, field_type)} as "{column}"')
+    return (
+        f'create or replace view bots."{view_name}" as select {", ".join(selected)}'
+        " from submissions as s left join v_answer_values as a on a.submission_id = s.id"
+        f" where s.intake_bot_id = {_literal(bot_id)} group by all"
+    )
+
+
+def desired_views(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+    """view name -> (bot id, definition) for every bot, from the current tables."""
+    bots = con.execute(
+        "select id, name from intake_bots order by created_at nulls last, id"
+    ).fetchall()
+    field_rows = con.execute(
+        "select intake_bot_id, name, type from intake_bot_fields"
+        " where is_content is not true and name is not null"
+        " order by intake_bot_id, position"
+    ).fetchall()
+    fields: dict[str, list[tuple[str, str | None]]] = {}
+    for bot_id, name, field_type in field_rows:
+        fields.setdefault(str(bot_id), []).append((str(name), field_type))
+    taken: set[str] = set()
+    wanted: dict[str, tuple[str, str]] = {}
+    for bot_id, bot_name in bots:
+        view_name = _unique(slug(bot_name, "bot"), taken)
+        wanted[view_name] = (
+            str(bot_id),
+            view_definition(view_name, str(bot_id), fields.get(str(bot_id), [])),
+        )
+    return wanted
+
+
+def refresh_wide_views(con: duckdb.DuckDBPyConnection) -> WideViewChanges:
+    """Create, redefine and drop views in ``bots`` so they match the bots' current schemas."""
+    wanted = desired_views(con)
+    recorded = {
+        str(name): str(definition)
+        for name, definition in con.execute(
+            "select view_name, definition from wide_views"
+        ).fetchall()
+    }
+    dropped = 0
+    for name in recorded.keys() - wanted.keys():
+        con.execute(f'drop view if exists bots."{name}"')
+        dropped += 1
+    created = 0
+    for name, (_bot_id, definition) in wanted.items():
+        if recorded.get(name) != definition:
+            con.execute(definition)
+            created += 1
+    if created or dropped:
+        con.execute("delete from wide_views")
+        registry = pa.table(
+            {
+                "view_name": list(wanted),
+                "intake_bot_id": [bot_id for bot_id, _ in wanted.values()],
+                "definition": [definition for _, definition in wanted.values()],
+            },
+            schema=pa.schema(
+                [
+                    ("view_name", pa.string()),
+                    ("intake_bot_id", pa.string()),
+                    ("definition", pa.string()),
+                ]
+            ),
+        )
+        con.register("wide_views_source", registry)
+        try:
+            con.execute("insert into wide_views select * from wide_views_source")
+        finally:
+            con.unregister("wide_views_source")
+    return WideViewChanges(created=created, dropped=dropped, unchanged=len(wanted) - created)
+
+
+def unchanged_views(con: duckdb.DuckDBPyConnection) -> WideViewChanges:
+    """The report of a load that changed no bot or schema: every view is left as it is."""
+    count = int(con.execute("select count(*) from wide_views").fetchall()[0][0])
+    return WideViewChanges(created=0, dropped=0, unchanged=count)

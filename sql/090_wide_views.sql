@@ -1,0 +1,6 @@
+-- the per-bot wide views the load generated, so it only recreates those whose definition changed
+create table if not exists wide_views (
+    view_name varchar not null,
+    intake_bot_id varchar not null,
+    definition varchar not null
+);

@@ -1,0 +1,268 @@
+"""The newest-wins merge: updates, out-of-order and repeated loads, replaced files, bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from iozen_etl.settings import DataPaths
+from iozen_etl.warehouse import TableCounts, load_warehouse, rebuild_warehouse
+from tests.warehouse.lake import (
+    answer_rows,
+    bot_row,
+    fetch,
+    field_rows,
+    submission_row,
+    table_rows,
+    webhook_row,
+    write_lake,
+    write_submissions,
+)
+
+
+def _one_bot(paths: DataPaths, updated: float = 0, stem: str = "p0") -> None:
+    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "Intake", updated)], stem=stem)
+
+
+def _submissions(paths: DataPaths) -> dict[str, tuple[str, str]]:
+    rows = fetch(paths, "select id, status, data from submissions")
+    return {str(i): (str(s), str(d)) for i, s, d in rows}
+
+
+def _answers(paths: DataPaths, submission_id: str) -> dict[str, Any]:
+    rows = fetch(
+        paths,
+        "select field_name, text_value, number_value from submission_answers"
+        " where submission_id = ? order by field_name, position",
+        [submission_id],
+    )
+    return {str(f): t if t is not None else n for f, t, n in rows}
+
+
+def test_newer_versions_replace_and_older_ones_never_move_a_row_back(paths: DataPaths) -> None:
+    _one_bot(paths)
+    v1 = [
+        submission_row("s1", "b1", 10, {"name": "a1"}, status="IN_PROGRESS"),
+        submission_row("s2", "b1", 10, {"name": "b1"}),
+    ]
+    write_submissions(paths.parquet, v1, bot_id="b1", stem="p0")
+    first = load_warehouse(paths)
+    assert first.tables["submissions"] == TableCounts(inserted=2)
+
+    # s1 completes later: a re-run of the bot writes a newer page.
+    v2 = [submission_row("s1", "b1", 20, {"name": "a2"}, status="COMPLETED")]
+    write_submissions(paths.parquet, v2, bot_id="b1", stem="p1")
+    second = load_warehouse(paths)
+    assert second.tables["submissions"] == TableCounts(updated=1)
+    assert _submissions(paths)["s1"][0] == "COMPLETED"
+    assert _answers(paths, "s1") == {"name": "a2"}
+
+    # A backfill or a late retry brings an older version afterwards: nothing moves back.
+    old = [submission_row("s1", "b1", 5, {"name": "a0"}, status="IN_PROGRESS")]
+    write_submissions(paths.parquet, old, bot_id="b1", stem="p-old")
+    third = load_warehouse(paths)
+    assert third.tables["submissions"] == TableCounts(unchanged=1)
+    assert third.tables["submission_answers"].inserted == 0
+    assert _submissions(paths)["s1"] == ("COMPLETED", json.dumps({"name": "a2"}))
+    assert _answers(paths, "s1") == {"name": "a2"}
+    assert fetch(paths, "select count(*) from submissions") == [(2,)]
+
+
+def test_a_repeated_sync_of_the_same_version_is_unchanged(paths: DataPaths) -> None:
+    _one_bot(paths)
+    page = [submission_row("s1", "b1", 10, {"name": "a"})]
+    write_submissions(paths.parquet, page, bot_id="b1", stem="p0")
+    load_warehouse(paths)
+    resynced = [submission_row("s1", "b1", 10, {"name": "a"}, synced=50)]
+    write_submissions(paths.parquet, resynced, bot_id="b1", stem="p0-again")
+    report = load_warehouse(paths)
+    assert report.tables["submissions"] == TableCounts(unchanged=1)
+    assert report.tables["submission_answers"] == TableCounts(unchanged=1)
+    assert fetch(paths, "select count(*) from submission_answers") == [(1,)]
+
+
+def test_nothing_new_loads_nothing(paths: DataPaths) -> None:
+    _one_bot(paths)
+    load_warehouse(paths)
+    again = load_warehouse(paths)
+    assert sum(again.files_loaded.values()) == 0
+    assert all(c == TableCounts() for c in again.tables.values())
+    assert again.published
+
+
+def test_a_newer_version_with_fewer_answers_leaves_no_stale_answers(paths: DataPaths) -> None:
+    _one_bot(paths)
+    full = [submission_row("s1", "b1", 10, {"a": "x", "b": "y", "tags": ["p", "q"]})]
+    write_submissions(paths.parquet, full, bot_id="b1", stem="p0")
+    load_warehouse(paths)
+    assert fetch(paths, "select count(*) from submission_answers") == [(4,)]
+    fewer = [submission_row("s1", "b1", 20, {"a": "x2"})]
+    # Only the submissions file of the newer page has landed so far: the old answers must go.
+    write_lake(paths.parquet, "submissions", fewer, bot_id="b1", stem="p1")
+    report = load_warehouse(paths)
+    assert report.tables["submission_answers"].deleted == 4
+    assert fetch(paths, "select count(*) from submission_answers") == [(0,)]
+    write_lake(paths.parquet, "submission_answers", answer_rows(fewer), bot_id="b1", stem="p1")
+    load_warehouse(paths)
+    assert _answers(paths, "s1") == {"a": "x2"}
+
+
+def test_answers_landing_before_their_submission_are_kept_by_version(paths: DataPaths) -> None:
+    _one_bot(paths)
+    sub = submission_row("s1", "b1", 10, {"a": "x"})
+    write_lake(paths.parquet, "submission_answers", answer_rows([sub]), bot_id="b1", stem="p0")
+    load_warehouse(paths)
+    assert _answers(paths, "s1") == {"a": "x"}
+    write_lake(paths.parquet, "submissions", [sub], bot_id="b1", stem="p0")
+    load_warehouse(paths)
+    assert _answers(paths, "s1") == {"a": "x"}
+    assert _submissions(paths)["s1"][0] == "COMPLETED"
+
+
+def test_bot_fields_are_replaced_per_bot_only_by_a_newer_or_equal_version(
+    paths: DataPaths,
+) -> None:
+    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "One", 10)], stem="p0")
+    three = field_rows("b1", 10, [("a", "short_text"), ("b", "number"), ("c", "date")])
+    write_lake(paths.parquet, "intake_bot_fields", three, bot_id="b1", stem="detail")
+    load_warehouse(paths)
+    two = field_rows("b1", 20, [("a", "short_text"), ("b", "short_text")])
+    write_lake(paths.parquet, "intake_bot_fields", two, bot_id="b1", stem="detail-2")
+    report = load_warehouse(paths)
+    assert report.tables["intake_bot_fields"] == TableCounts(updated=2, deleted=1)
+    older = field_rows("b1", 5, [("zzz", "number")])
+    write_lake(paths.parquet, "intake_bot_fields", older, bot_id="b1", stem="detail-0")
+    report = load_warehouse(paths)
+    assert report.tables["intake_bot_fields"] == TableCounts(unchanged=1)
+    assert fetch(paths, "select name, type from intake_bot_fields order by position") == [
+        ("a", "short_text"),
+        ("b", "short_text"),
+    ]
+    # The schema the newer version replaced is kept for the drift check.
+    assert fetch(paths, "select count(*) from intake_bot_fields_previous") == [(3,)]
+
+
+def test_a_replaced_file_is_loaded_again(paths: DataPaths) -> None:
+    _one_bot(paths)
+    page = [submission_row("s1", "b1", 10, {"a": "x"}, status="IN_PROGRESS")]
+    write_submissions(paths.parquet, page, bot_id="b1", stem="p0")
+    load_warehouse(paths)
+    # The same page re-run later: same path, new content.
+    page = [submission_row("s1", "b1", 11, {"a": "x"}, status="COMPLETED")]
+    write_submissions(paths.parquet, page, bot_id="b1", stem="p0")
+    report = load_warehouse(paths)
+    assert report.files_loaded["submissions"] == 1
+    assert report.tables["submissions"] == TableCounts(updated=1)
+    assert _submissions(paths)["s1"][0] == "COMPLETED"
+    assert fetch(paths, "select count(*) from load_ledger where path like 'submissions/%'") == [
+        (1,)
+    ]
+
+
+def test_webhooks_merge_by_id(paths: DataPaths) -> None:
+    write_lake(paths.parquet, "webhooks", [webhook_row("w1", 10, "https://a.test")], stem="p0")
+    load_warehouse(paths)
+    write_lake(paths.parquet, "webhooks", [webhook_row("w1", 20, "https://b.test")], stem="p1")
+    write_lake(paths.parquet, "webhooks", [webhook_row("w1", 1, "https://old.test")], stem="p2")
+    load_warehouse(paths)
+    assert fetch(paths, "select id, url from webhooks") == [("w1", "https://b.test")]
+
+
+def test_bad_files_are_named_and_the_rest_loads(paths: DataPaths) -> None:
+    _one_bot(paths)
+    write_submissions(
+        paths.parquet, [submission_row("s1", "b1", 10, {"a": "x"})], bot_id="b1", stem="p0"
+    )
+    broken = paths.parquet / "submissions" / "bot_id=b1" / "p1.parquet"
+    broken.write_bytes(b"PAR1 this is not parquet")
+    wrong = paths.parquet / "webhooks" / "p0.parquet"
+    wrong.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["w1"]}), wrong)
+    report = load_warehouse(paths)
+    reasons = {r.path: r.reason for r in report.rejected}
+    assert set(reasons) == {"submissions/bot_id=b1/p1.parquet", "webhooks/p0.parquet"}
+    assert "unreadable Parquet file" in reasons["submissions/bot_id=b1/p1.parquet"]
+    assert "missing column url" in reasons["webhooks/p0.parquet"]
+    assert report.tables["submissions"] == TableCounts(inserted=1)
+    # Not ledgered: once fixed (rewritten), the file loads.
+    write_lake(paths.parquet, "webhooks", [webhook_row("w1", 1)], stem="p0")
+    assert load_warehouse(paths).tables["webhooks"] == TableCounts(inserted=1)
+
+
+def test_temporary_files_of_writers_are_ignored(paths: DataPaths) -> None:
+    _one_bot(paths)
+    folder = paths.parquet / "submissions" / "bot_id=b1"
+    folder.mkdir(parents=True)
+    (folder / ".p0.parquet.tmp").write_bytes(b"half written")
+    (folder / ".p1.parquet").write_bytes(b"half written")
+    report = load_warehouse(paths)
+    assert report.rejected == ()
+
+
+# ---- against ground truth: random versions, files, batches and load orders ----------------
+
+_versions = st.lists(
+    st.tuples(
+        st.sampled_from(["s1", "s2", "s3", "s4"]),
+        st.integers(min_value=1, max_value=6),  # updated_at (minutes)
+        st.lists(st.sampled_from(["a", "b", "c"]), max_size=3, unique=True),  # answered fields
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(versions=_versions, files=st.data())
+def test_incremental_loads_in_any_order_match_ground_truth_and_rebuild(
+    tmp_path_factory: Any, versions: list[tuple[str, int, list[str]]], files: st.DataObject
+) -> None:
+    paths = DataPaths(Path(tmp_path_factory.mktemp("lake")))
+    _one_bot(paths)
+    # The ground truth: each submission at its newest version (a version is one content).
+    content: dict[tuple[str, int], dict[str, str]] = {}
+    rows = []
+    for sid, minute, fields in versions:
+        # The same version always carries the same content.
+        data = content.setdefault((sid, minute), {f: f"{sid}-{minute}-{f}" for f in fields})
+        rows.append(submission_row(sid, "b1", minute, data, synced=100))
+    # Split the versions into pages, and the pages into loads, in a random order.
+    page_of = files.draw(st.lists(st.integers(0, 3), min_size=len(rows), max_size=len(rows)))
+    pages: dict[int, list[dict[str, Any]]] = {}
+    truth: dict[str, tuple[int, dict[str, str]]] = {}
+    for row, page in zip(rows, page_of, strict=True):
+        pages.setdefault(page, [])
+        if any(r["id"] == row["id"] for r in pages[page]):
+            continue  # a page lists a submission once
+        pages[page].append(row)
+        minute = row["updated_at"].minute
+        if row["id"] not in truth or minute > truth[row["id"]][0]:
+            truth[row["id"]] = (minute, json.loads(row["data"]))
+    order = files.draw(st.permutations(sorted(pages)))
+    for page in order:
+        write_submissions(paths.parquet, pages[page], bot_id="b1", stem=f"p{page}")
+        if files.draw(st.booleans()):
+            load_warehouse(paths)
+    load_warehouse(paths)
+
+    held = {
+        str(i): (str(d), u.minute)
+        for i, d, u in fetch(paths, "select id, data, updated_at from submissions")
+    }
+    assert held == {
+        sid: (json.dumps(data, sort_keys=True), minute) for sid, (minute, data) in truth.items()
+    }
+    for sid, (_, data) in truth.items():
+        assert _answers(paths, sid) == data
+    incremental = {t: table_rows(paths, t) for t in ("submissions", "submission_answers")}
+    rebuild_warehouse(paths)
+    assert {t: table_rows(paths, t) for t in incremental} == incremental

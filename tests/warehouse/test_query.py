@@ -1,0 +1,103 @@
+"""Read-only queries, the plain-text table, and the `sql` and `rebuild` commands."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+import pytest
+
+from iozen_etl.settings import DataPaths
+from iozen_etl.warehouse import (
+    QueryFailed,
+    QueryResult,
+    WarehouseMissing,
+    command as sql_command,
+    format_table,
+    load_warehouse,
+    rebuild_command,
+    run_query,
+)
+from tests.warehouse.lake import bot_row, submission_row, write_lake, write_submissions
+
+
+def _run(module: object, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    module.configure(parser)  # type: ignore[attr-defined]
+    code: int = module.run(parser.parse_args(argv))  # type: ignore[attr-defined]
+    return code
+
+
+def _warehouse(paths: DataPaths) -> None:
+    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "One", 0, submission_count=1)])
+    write_submissions(
+        paths.parquet, [submission_row("s1", "b1", 1, {"a": "x"})], bot_id="b1", stem="p0"
+    )
+    load_warehouse(paths)
+
+
+def test_run_query_returns_columns_and_rows(paths: DataPaths) -> None:
+    _warehouse(paths)
+    result = run_query(paths, "select id, submission_count from intake_bots")
+    assert result == QueryResult(columns=("id", "submission_count"), rows=(("b1", 1),))
+
+
+def test_run_query_is_read_only_and_names_the_problem(paths: DataPaths) -> None:
+    _warehouse(paths)
+    with pytest.raises(QueryFailed, match="read-only"):
+        run_query(paths, "delete from submissions")
+    with pytest.raises(QueryFailed, match="no_such_table"):
+        run_query(paths, "select * from no_such_table")
+    assert run_query(paths, "select count(*) from submissions").rows == ((1,),)
+
+
+def test_run_query_without_a_warehouse(paths: DataPaths) -> None:
+    with pytest.raises(WarehouseMissing, match="iozen-etl sync"):
+        run_query(paths, "select 1")
+
+
+def test_format_table() -> None:
+    result = QueryResult(
+        columns=("name", "n", "ok", "at", "tags"),
+        rows=(
+            ("a\nb", 1, True, dt.datetime(2026, 3, 1, 9, tzinfo=dt.UTC), ["x"]),
+            ("long" * 20, 10.5, None, None, None),
+        ),
+    )
+    assert format_table(result, max_width=25).splitlines() == [
+        "name                      | n    | ok   | at                        | tags",
+        "--------------------------+------+------+---------------------------+------",
+        "a b                       |    1 | true | 2026-03-01 09:00:00+00:00 | ['x']",
+        "longlonglonglonglonglong… | 10.5 | NULL | NULL                      | NULL",
+        "(2 rows)",
+    ]
+
+
+def test_sql_command_prints_a_table(
+    paths: DataPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _warehouse(paths)
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
+    assert _run(sql_command, ["select id, status from submissions"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["id", "|", "status"]
+    assert _run(sql_command, ["selec nonsense"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("iozen-etl sql: Parser Error") and err.count("\n") == 1
+
+
+def test_sql_command_without_a_warehouse(
+    paths: DataPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
+    assert _run(sql_command, ["select 1"]) == 2
+    assert "no warehouse at" in capsys.readouterr().err
+
+
+def test_rebuild_command(
+    paths: DataPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _warehouse(paths)
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
+    assert _run(rebuild_command, []) == 0
+    out = capsys.readouterr().out
+    assert "rebuilt" in out and "submissions: 1 rows" in out
