@@ -8,6 +8,7 @@ clock (``sleep=sandbox.clock.advance``), so rate limits and backoff cost no real
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,8 +302,10 @@ def test_replay_against_a_201_server_creates_each_row_once(tmp_path: Path, name:
     bot_id = next(b["id"] for b in sandbox.truth_bots() if b["name"] == "Customer Onboarding")
     paths = DataPaths(tmp_path / "data")
     seeded = {s["id"] for s in sandbox.truth_submissions(bot_id)}
+    # A copy: the replay writes its rejects file beside the input, never into the package.
+    example = Path(shutil.copy(EXAMPLE_CSV, tmp_path / "submissions.csv"))
 
-    first = replay_csv(sandbox_client(sandbox), paths, EXAMPLE_CSV, bot_id=bot_id)
+    first = replay_csv(sandbox_client(sandbox), paths, example, bot_id=bot_id)
     created = [s for s in sandbox.truth_submissions(bot_id) if s["id"] not in seeded]
     assert first.created > 0 and first.stopped_reason is None
     assert len(created) == first.created
@@ -310,7 +313,7 @@ def test_replay_against_a_201_server_creates_each_row_once(tmp_path: Path, name:
         assert sandbox.request_count("create_submission", "POST") > first.created
     assert first.created + first.rejected == first.rows
 
-    again = replay_csv(sandbox_client(sandbox), paths, EXAMPLE_CSV, bot_id=bot_id)
+    again = replay_csv(sandbox_client(sandbox), paths, example, bot_id=bot_id)
     assert again.created == 0 and again.already_created == first.created
     assert len(sandbox.truth_submissions(bot_id)) == len(seeded) + len(created)
 
