@@ -22,7 +22,12 @@ from iozen_etl.pipeline.partitions import (
     sync_mode,
 )
 from iozen_etl.pipeline.reconcile import bots_off_count
-from iozen_etl.pipeline.reporting import bots_metadata, bots_table, load_metadata, run_metadata
+from iozen_etl.pipeline.reporting import (
+    bots_metadata,
+    load_metadata,
+    run_metadata,
+    run_observation,
+)
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.sync.extract import sync_bots, sync_submissions, sync_webhooks
 from iozen_etl.sync.lake import Lake
@@ -129,7 +134,7 @@ def submissions(
         )
     # Dagster repeats this metadata on every bot partition's event: keep it to the run's totals.
     context.log_event(
-        dg.AssetObservation(asset_key=context.asset_key, metadata=bots_table(report))
+        dg.AssetObservation(asset_key=context.asset_key, metadata=run_observation(report))
     )
     return dg.MaterializeResult(metadata=run_metadata(report))
 

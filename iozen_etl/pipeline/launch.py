@@ -102,13 +102,18 @@ def _execute(
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     outcome.runs += 1
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        facts = {k: v.value for k, v in materialization.metadata.items()}
-        if materialization.partition is not None:
-            # Each bot's event repeats the run's totals under "run/"; the rest is that bot's.
-            facts = {k: v for k, v in facts.items() if k.startswith("run/")}
-        name = materialization.asset_key.to_user_string()
+    for event in result.all_events:
+        record: dg.AssetMaterialization | dg.AssetObservation
+        if event.is_step_materialization:
+            record = event.step_materialization_data.materialization
+        elif event.event_type_value == "ASSET_OBSERVATION":
+            record = event.asset_observation_data.asset_observation
+        else:
+            continue
+        if record.partition is not None:
+            continue  # a bot's own event; the run's facts come unpartitioned
+        name = record.asset_key.to_user_string()
+        facts = {k: v.value for k, v in record.metadata.items()}
         outcome.metadata.setdefault(name, {}).update(facts)
     if not result.success:
         outcome.success = False
