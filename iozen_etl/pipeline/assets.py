@@ -13,6 +13,7 @@ from typing import Any
 import dagster as dg
 
 from iozen_etl.api import WaitCeilingReached
+from iozen_etl.pipeline.listing import load_listing, save_listing
 from iozen_etl.pipeline.partitions import (
     BOT_PARTITIONS,
     BOT_PARTITIONS_NAME,
@@ -68,6 +69,7 @@ def intake_bots(
         report = sync_bots(client, Lake(paths.parquet), state)
     if report.stopped_by_wait_ceiling:
         raise _stop_at_ceiling(context, "while listing bots")
+    save_listing(paths, context.run.run_id, report.bots)
     known = set(context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME))
     new = [bot.id for bot in report.bots if bot.id not in known]
     if new:
@@ -117,6 +119,7 @@ def submissions(
             client,
             Lake(paths.parquet),
             state,
+            load_listing(paths, context.run.run_id),  # None: no listing in this run, list anew
             only_bots=set(bot_ids),
             full_refresh=full_refresh,
             in_progress_refresh_limit=int(

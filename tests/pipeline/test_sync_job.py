@@ -25,9 +25,13 @@ def test_first_sync_then_incremental_matches_the_sandbox(world):
         new_bot = world.sandbox.add_bot(name="Late Arrival")
         world.sandbox.generate_submissions(new_bot, 7)
 
+        listings_before = world.sandbox.request_count("bots")
         second = run_sync(defs, instance, say=lambda line: None)
         assert second.success, second.reason
         assert second.runs == 2  # the known bots, then the bot this run discovered
+        # The first run lists the bots once (its submissions step reuses that listing); the
+        # second run, for the new bot alone, has no intake_bots step and lists for itself.
+        assert world.sandbox.request_count("bots") - listings_before == 2
         assert world.warehouse_submissions() == world.truth_submissions()
         facts = second.metadata["submissions"]
         assert facts["run/rows_new"] == 7  # the last run's rows: the new bot's
