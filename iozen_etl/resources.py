@@ -12,7 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from iozen_etl.api import IozenClient
+from iozen_etl.api import IozenClient, RetryPolicy
 from iozen_etl.settings import DataPaths, base_url_from_env
 
 
@@ -22,10 +22,14 @@ class IozenApiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     api_key: str
     # None: IOZEN_BASE_URL at run time, else https://app.iozen.ai/api/v1.
     base_url: str | None = None
+    # The most one request may spend waiting on retries before the sync stops, keeping every
+    # committed page, to resume later (a run retry under the daemon).
+    max_wait_s: float = RetryPolicy().max_total_wait
 
     @contextmanager
     def client(self) -> Iterator[IozenClient]:
-        with IozenClient(self.api_key, self.base_url or base_url_from_env()) as client:
+        retry = RetryPolicy(max_total_wait=self.max_wait_s)
+        with IozenClient(self.api_key, self.base_url or base_url_from_env(), retry=retry) as client:
             yield client
 
 

@@ -397,7 +397,10 @@ class IozenClient:
         # A repeat is harmless for GET and DELETE, and for a POST the server can deduplicate.
         repeatable = method in ("GET", "DELETE") or idempotency_key is not None
         waited = 0.0
-        for attempt in range(self._policy.max_attempts):
+        failures = 0  # failures other than 429: max_attempts bounds them
+        throttled = 0  # 429s: the server said when to come back, so only the ceiling bounds them
+        while True:
+            attempt = failures + throttled
             ticket, paced = self.budget.acquire()
             self.stats.count_request(paced)
             try:
@@ -419,7 +422,13 @@ class IozenClient:
                 failure = outcome
                 if failure.kind == "rate_limited":
                     self.budget.refused(failure.wait)
-            last_attempt = attempt + 1 >= self._policy.max_attempts
+            if failure.kind == "rate_limited":
+                throttled += 1
+            else:
+                failures += 1
+            last_attempt = (
+                failures >= self._policy.max_attempts or throttled > self._policy.max_throttled
+            )
             if not failure.retryable or last_attempt:
                 self.stats.count_failure(failure.kind)
                 raise failure.error
@@ -448,7 +457,6 @@ class IozenClient:
             self.stats.count_retry(failure.kind, failure.wait)
             self._sleep(failure.wait)
             waited += failure.wait
-        raise AssertionError("unreachable: the last attempt always returns or raises")
 
     def _transport_failure(
         self, exc: httpx.RequestError, method: str, path: str, attempt: int, repeatable: bool

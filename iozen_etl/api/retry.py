@@ -29,7 +29,10 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 class RetryPolicy:
     """How a failed request is retried; the defaults suit a nightly sync."""
 
-    max_attempts: int = 6
+    max_attempts: int = 6  # attempts of a request that keeps failing other than with 429
+    # 429 retries of one request: the server said when to come back, so waiting is right and the
+    # total-wait ceiling normally ends it first (WaitCeilingReached: stop, resume later).
+    max_throttled: int = 100
     base_delay: float = 0.5
     max_delay: float = 30.0
     max_total_wait: float = 300.0

@@ -28,7 +28,7 @@ from iozen_etl.api import (
 )
 from tests.api.wire import API_KEY, FakeTime, fail, make_client
 
-ONE_TRY = RetryPolicy(max_attempts=1)
+ONE_TRY = RetryPolicy(max_attempts=1, max_throttled=0)
 
 # (status, code, details, class, attribute checks)
 CASES = [

@@ -161,7 +161,7 @@ def test_429_without_any_hint_uses_its_own_backoff_above_the_floor() -> None:
 def test_429_pauses_the_shared_budget_for_every_other_request() -> None:
     handler, _ = scripted(limited_body_12, listing)
     time = FakeTime()
-    once = RetryPolicy(max_attempts=1, rate_limit_jitter=0.0)
+    once = RetryPolicy(max_attempts=1, max_throttled=0, rate_limit_jitter=0.0)
     with make_client(handler, time, once) as client:
         with pytest.raises(RateLimitExceeded):
             client.list_submissions_page("bot001")
@@ -172,7 +172,7 @@ def test_429_pauses_the_shared_budget_for_every_other_request() -> None:
 
 def test_persistent_429_gives_up_with_rate_limit_exceeded() -> None:
     handler, seen = scripted(limited_body_12)
-    policy = RetryPolicy(max_attempts=3, rate_limit_jitter=0.0)
+    policy = RetryPolicy(max_throttled=2, rate_limit_jitter=0.0)
     with make_client(handler, retry=policy) as client, pytest.raises(RateLimitExceeded) as caught:
         client.list_submissions_page("bot001")
     assert len(seen) == 3 and caught.value.retry_after == 12.0

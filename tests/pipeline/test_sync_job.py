@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import dagster as dg
+import duckdb
 
 from iozen_etl.definitions import defs
+from iozen_etl.pipeline.assets import intake_bots, submissions, warehouse, webhooks
+from iozen_etl.pipeline.automation import sync_job
 from iozen_etl.pipeline.launch import run_sync
 from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME
+from iozen_etl.resources import DataDirResource, IozenApiResource
+from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, serve
+from iozen_etl.settings import DataPaths
 
 
 def test_first_sync_then_incremental_matches_the_sandbox(world):
@@ -53,3 +59,46 @@ def test_a_wrong_key_fails_cleanly_and_never_shows_the_key(world, monkeypatch):
     assert not outcome.success
     assert "authentication_required" in (outcome.reason or "")
     assert wrong not in (outcome.reason or "")
+
+
+def test_a_sync_stopped_at_the_wait_ceiling_keeps_its_pages_and_resumes(tmp_path, monkeypatch):
+    """Injected 429s (a third of the pages) that ask for a 1 s wait stop a sync whose ceiling is 0.2 s; the next sync,
+    with the default ceiling, finishes from where the first stopped and matches the truth."""
+    sandbox = Sandbox(
+        SandboxConfig(
+            seed=4,
+            bots=5,
+            submissions_per_bot=100,
+            real_time=True,
+            faults=FaultSpec.parse("429=0.3@submissions"),
+        )
+    )
+    server = serve(sandbox)
+    monkeypatch.setenv("IOZEN_API_KEY", sandbox.api_key)
+    monkeypatch.setenv("IOZEN_BASE_URL", server.base_url)
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(tmp_path / "data"))
+    impatient = dg.Definitions(
+        assets=[intake_bots, webhooks, submissions, warehouse],
+        jobs=[sync_job],
+        executor=dg.in_process_executor,
+        resources={
+            "iozen_api": IozenApiResource(api_key=dg.EnvVar("IOZEN_API_KEY"), max_wait_s=0.2),
+            "data_dir": DataDirResource(),
+        },
+    )
+    try:
+        with dg.DagsterInstance.ephemeral() as instance:
+            stopped = run_sync(impatient, instance, say=lambda line: None)
+            assert not stopped.success
+            assert "wait ceiling" in (stopped.reason or "")
+            resumed = run_sync(defs, instance, say=lambda line: None)
+            assert resumed.success, resumed.reason
+        published = DataPaths(tmp_path / "data").published_db
+        con = duckdb.connect(str(published), read_only=True)
+        try:
+            rows = dict(con.execute("select id, status from submissions").fetchall())
+        finally:
+            con.close()
+        assert rows == {s["id"]: s["status"] for s in sandbox.truth_submissions()}
+    finally:
+        server.close()
