@@ -62,8 +62,8 @@ def test_a_wrong_key_fails_cleanly_and_never_shows_the_key(world, monkeypatch):
 
 
 def test_a_sync_stopped_at_the_wait_ceiling_keeps_its_pages_and_resumes(tmp_path, monkeypatch):
-    """Injected 429s (a third of the pages) that ask for a 1 s wait stop a sync whose ceiling is 0.2 s; the next sync,
-    with the default ceiling, finishes from where the first stopped and matches the truth."""
+    """Injected 429s (a third of the pages) ask for a 1 s wait, which stops a sync whose ceiling
+    is 0.2 s; the next sync, with the default ceiling, resumes and matches the truth."""
     sandbox = Sandbox(
         SandboxConfig(
             seed=4,
