@@ -40,8 +40,9 @@ def timed_cli_sync(base_url: str, api_key: str, data_dir: Path) -> dict[str, Any
     if done.returncode != 0:
         raise RuntimeError(f"sync failed ({done.returncode}): {done.stderr[-2000:]}")
     peak_kb = int(
-        next(line for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB="))
-        .split("=")[1]
+        next(line for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB=")).split(
+            "="
+        )[1]
     )
     return {"wall_s": wall, "peak_rss_mb": peak_kb / 1024}
 
