@@ -2,7 +2,8 @@
 
 Each area's module exposes ``run() -> dict`` and prints its own lines; baselines (a bare httpx
 loop over the same pages) are measured inside the same run, so the ratios compare like with like.
-``python -m bench sandbox client`` runs a subset.
+``python -m bench sandbox client`` runs a subset; ``--sizes 100000`` limits the full-sync
+benchmarks (sync, pipeline) to those workspace sizes (default: 100,000 and 1,000,000).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from pathlib import Path
 AREAS = ["sandbox", "client", "sync", "warehouse", "replay", "pipeline"]
 
 
+SIZED = {"sync", "pipeline"}
+
+
 def main(argv: list[str]) -> int:
+    sizes: list[int] | None = None
+    if "--sizes" in argv:
+        at = argv.index("--sizes")
+        sizes = [int(size) for size in argv[at + 1].split(",")]
+        argv = argv[:at] + argv[at + 2 :]
     chosen = argv or AREAS
     unknown = sorted(set(chosen) - set(AREAS))
     if unknown:
@@ -31,7 +40,7 @@ def main(argv: list[str]) -> int:
         print(f"\n=== {area} ===", flush=True)
         module = importlib.import_module(f"bench.{area}")
         started = time.perf_counter()
-        results[area] = module.run()
+        results[area] = module.run(sizes) if sizes and area in SIZED else module.run()
         print(f"({area}: {time.perf_counter() - started:.1f} s)", flush=True)
     out = Path(__file__).parent / "results" / "latest.json"
     out.parent.mkdir(exist_ok=True)
