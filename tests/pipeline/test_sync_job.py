@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dagster as dg
 import duckdb
 
@@ -102,3 +104,17 @@ def test_a_sync_stopped_at_the_wait_ceiling_keeps_its_pages_and_resumes(tmp_path
         assert rows == {s["id"]: s["status"] for s in sandbox.truth_submissions()}
     finally:
         server.close()
+
+
+def test_the_key_appears_in_no_file_log_or_metadata(world, caplog):
+    key = world.sandbox.api_key.encode()
+    with dg.instance_for_test() as instance, caplog.at_level("DEBUG"):
+        outcome = run_sync(defs, instance, say=lambda line: None)
+        assert outcome.success, outcome.reason
+        assert world.sandbox.api_key not in repr(outcome)
+        roots = [world.paths.root, Path(instance.root_directory)]
+        files = [p for root in roots for p in root.rglob("*") if p.is_file()]
+        assert any(p.suffix == ".duckdb" for p in files) and any(p.suffix == ".db" for p in files)
+        leaking = [str(p) for p in files if key in p.read_bytes()]
+    assert leaking == []
+    assert world.sandbox.api_key not in caplog.text
