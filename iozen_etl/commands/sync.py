@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -39,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
+
+    # The sync's progress lines (a few per minute), printed like ours.
+    progress = logging.getLogger("iozen_etl.progress")
+    progress.setLevel(logging.INFO)
+    progress.addHandler(logging.StreamHandler(sys.stderr))
+    progress.propagate = False
 
     with open_instance() as instance:
         outcome = run_sync(defs, instance, bots=args.bot, full_refresh=args.full_refresh, say=say)

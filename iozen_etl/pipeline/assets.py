@@ -22,6 +22,7 @@ from iozen_etl.pipeline.partitions import (
     RECONCILE,
     sync_mode,
 )
+from iozen_etl.pipeline.progress import SyncProgress
 from iozen_etl.pipeline.reconcile import bots_off_count
 from iozen_etl.pipeline.reporting import (
     bots_metadata,
@@ -125,6 +126,7 @@ def submissions(
             in_progress_refresh_limit=int(
                 os.environ.get(IN_PROGRESS_REFRESH_ENV, DEFAULT_IN_PROGRESS_REFRESH)
             ),
+            progress=SyncProgress(len(bot_ids), context.log.info),
         )
     if report.stopped_by_wait_ceiling:
         raise _stop_at_ceiling(context, report.wait_ceiling_error)
