@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/dagster_home
+# Dagster writes a run's "planned" events (one per bot partition) in one batch instead of one
+# SQLite commit each: a 1,000-bot run starts in seconds rather than a minute.
+export DAGSTER_EVENT_BATCH_SIZE ?= 1000
 
 .PHONY: install test check demo ui bench clean
 

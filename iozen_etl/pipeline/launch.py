@@ -34,6 +34,8 @@ def open_instance() -> dg.DagsterInstance:
 
     Resume points live in the state file, not in Dagster, so either way the sync resumes.
     """
+    # A run's planned events (one per bot partition) written as one batch, not one commit each.
+    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", "1000")
     if os.environ.get("DAGSTER_HOME"):
         return dg.DagsterInstance.get()
     return dg.DagsterInstance.ephemeral()
