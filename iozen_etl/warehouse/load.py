@@ -9,6 +9,7 @@ publish a copy of the private writer file as ``iozen.duckdb`` (``publish.py``).
 from __future__ import annotations
 
 import hashlib
+import sysconfig
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,19 +24,43 @@ from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
 from iozen_etl.warehouse.lake_files import LakeFile, list_lake, new_files
 from iozen_etl.warehouse.merge import (
-    KEYED_TABLES,
+    SNAPSHOT_TABLES,
     TableCounts,
     merge_answers,
     merge_bot_fields,
     merge_keyed,
+    newest_snapshot,
+    replace_snapshot,
     scalar,
 )
 from iozen_etl.warehouse.mirror import MIRRORED_TABLES, mirror_state
 from iozen_etl.warehouse.publish import publish_copy, writer_lock
 from iozen_etl.warehouse.wide_views import WideViewChanges, refresh_wide_views, unchanged_views
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
+
+def _find_sql_dir() -> Path:
+    """The ``sql/`` folder: the checkout's (source tree, editable install), else the wheel's.
+
+    The files stay at the repository's top level; a wheel installs them as data files under
+    ``<prefix>/share/iozen-etl/sql`` (``[tool.setuptools.data-files]`` in pyproject.toml).
+    """
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "sql").is_dir():
+        return checkout / "sql"
+    return Path(sysconfig.get_path("data")) / "share" / "iozen-etl" / "sql"
+
+
+SQL_DIR = _find_sql_dir()
 REPORTED_TABLES = (*LAKE_TABLES, *MIRRORED_TABLES)
+# Rows (submissions + answers) merged per batch: bounds the load's memory, not its result.
+BATCH_ROWS = 1_000_000
+# The working set is one batch; DuckDB's default limit (80% of RAM) would instead keep every
+# block the load writes cached until it ends (1.6 GB for a million submissions). Insertion order
+# is not part of any table's meaning, and keeping it costs memory on every insert.
+WRITER_SETTINGS: dict[str, str | bool | int | float | list[str]] = {
+    "memory_limit": "320MB",
+    "preserve_insertion_order": False,
+}
 
 
 @dataclass(frozen=True)
@@ -83,7 +108,11 @@ class LoadReport:
 
 def sql_files(sql_dir: Path = SQL_DIR) -> list[Path]:
     """The DDL and view files, in the order the load applies them."""
-    return sorted(sql_dir.glob("*.sql"))
+    files = sorted(sql_dir.glob("*.sql"))
+    if not files:
+        # A wheel built without the data files: fail before touching the warehouse.
+        raise FileNotFoundError(f"no .sql files in {sql_dir} (is sql/ installed?)")
+    return files
 
 
 def apply_sql(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> int:
@@ -167,26 +196,23 @@ def _record_files(
 ) -> None:
     if not loaded:
         return
-    rows = pa.table(
-        {
-            "path": [f.rel_path for f, _ in loaded],
-            "table_name": [f.table for f, _ in loaded],
-            "size_bytes": pa.array([f.size_bytes for f, _ in loaded], pa.int64()),
-            "mtime_ns": pa.array([f.mtime_ns for f, _ in loaded], pa.int64()),
-            "inode": pa.array([f.inode for f, _ in loaded], pa.int64()),
-            "row_count": pa.array([n for _, n in loaded], pa.int64()),
-        }
+    # Bound as lists: registering an Arrow table makes duckdb import pandas (0.7 s).
+    paths = [f.rel_path for f, _ in loaded]
+    con.execute("delete from load_ledger where path in (select unnest($1))", [paths])
+    con.execute(
+        "insert into load_ledger select unnest($1), unnest($2), unnest($3), unnest($4),"
+        " unnest($5), unnest($6), $7, $8",
+        [
+            paths,
+            [f.table for f, _ in loaded],
+            [f.size_bytes for f, _ in loaded],
+            [f.mtime_ns for f, _ in loaded],
+            [f.inode for f, _ in loaded],
+            [n for _, n in loaded],
+            load_id,
+            now,
+        ],
     )
-    con.register("ledger_source", rows)
-    try:
-        con.execute("delete from load_ledger where path in (select path from ledger_source)")
-        con.execute(
-            "insert into load_ledger select path, table_name, size_bytes, mtime_ns, inode,"
-            " row_count, ?, ? from ledger_source",
-            [load_id, now],
-        )
-    finally:
-        con.unregister("ledger_source")
 
 
 def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -209,43 +235,116 @@ def _column_schemas(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]
     return schemas
 
 
+def _bot_batches(files: Sequence[tuple[LakeFile, int]], batch_rows: int) -> list[list[LakeFile]]:
+    """Submission and answer files in batches of whole bot folders, about batch_rows rows each.
+
+    A submission lives in one bot's folder with its answers, so a batch holds every version of
+    the submissions it touches: merging batch after batch gives the rows (and the counts) of
+    one merge of everything, while the working set stays one batch's size.
+    """
+    folders: dict[str, list[tuple[LakeFile, int]]] = {}
+    for lake_file, rows in files:
+        if lake_file.table in ("submissions", "submission_answers"):
+            folder = lake_file.rel_path.split("/")[1]
+            folders.setdefault(folder, []).append((lake_file, rows))
+    batches: list[list[LakeFile]] = []
+    batch: list[LakeFile] = []
+    rows_in_batch = 0
+    for folder in sorted(folders):
+        if batch and rows_in_batch >= batch_rows:
+            batches.append(batch)
+            batch, rows_in_batch = [], 0
+        batch.extend(f for f, _ in folders[folder])
+        rows_in_batch += sum(rows for _, rows in folders[folder])
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def _sum_counts(a: TableCounts, b: TableCounts) -> TableCounts:
+    return TableCounts(
+        inserted=a.inserted + b.inserted,
+        updated=a.updated + b.updated,
+        unchanged=a.unchanged + b.unchanged,
+        deleted=a.deleted + b.deleted,
+    )
+
+
 def _merge_all(
-    con: duckdb.DuckDBPyConnection, lake_root: Path, files: Sequence[LakeFile], load_id: int
+    con: duckdb.DuckDBPyConnection,
+    lake_root: Path,
+    files: Sequence[tuple[LakeFile, int]],
+    ledger: Mapping[str, tuple[int, int, int]],
+    load_id: int,
+    batch_rows: int,
 ) -> dict[str, TableCounts]:
-    by_table: dict[str, list[str]] = {table: [] for table in LAKE_TABLES}
-    for lake_file in files:
-        by_table[lake_file.table].append(str(lake_root / lake_file.rel_path))
-    tables = {table: merge_keyed(con, table, by_table[table]) for table in KEYED_TABLES}
-    tables["intake_bot_fields"] = merge_bot_fields(con, by_table["intake_bot_fields"], load_id)
-    # After submissions: answers are accepted against the stored submission versions.
-    tables["submission_answers"] = merge_answers(con, by_table["submission_answers"])
+    def paths_of(table: str, chosen: Sequence[LakeFile]) -> list[str]:
+        return [str(lake_root / f.rel_path) for f in chosen if f.table == table]
+
+    every = [f for f, _ in files]
+    tables = {"intake_bots": merge_keyed(con, "intake_bots", paths_of("intake_bots", every))}
+    con.execute("drop table plan_intake_bots")
+    for table in SNAPSHOT_TABLES:
+        # Compared by path relative to the lake root, as the ledger holds them.
+        snapshot = newest_snapshot(
+            [f.rel_path for f in every if f.table == table],
+            [path for path in ledger if path.startswith(f"{table}/")],
+        )
+        tables[table] = replace_snapshot(
+            con, table, None if snapshot is None else str(lake_root / snapshot)
+        )
+    tables["intake_bot_fields"] = merge_bot_fields(
+        con, paths_of("intake_bot_fields", every), load_id
+    )
+    tables["submissions"] = tables["submission_answers"] = TableCounts()
+    con.execute("create or replace temp table changed_submissions (submission_id varchar)")
+    for batch in _bot_batches(files, batch_rows) or [[]]:
+        counts = merge_keyed(con, "submissions", paths_of("submissions", batch))
+        tables["submissions"] = _sum_counts(tables["submissions"], counts)
+        # After submissions: answers are accepted against the stored submission versions.
+        counts = merge_answers(con, paths_of("submission_answers", batch))
+        tables["submission_answers"] = _sum_counts(tables["submission_answers"], counts)
+        con.execute(
+            "insert into changed_submissions"
+            " select id from plan_submissions where action in ('insert', 'update')"
+            " union select submission_id from answers_changed"
+        )
+        con.execute("drop table answers_changed")
+        con.execute("drop table plan_submissions")
     # Replaced, not emptied: after a full load it holds a million ids, and deleting them row
     # by row would make the next (small) load pay for the previous one.
     con.execute(
         "create or replace table load_changed_submissions as"
-        " select id as submission_id from plan_submissions where action in ('insert', 'update')"
-        " union select submission_id from answers_changed"
+        " select distinct submission_id from changed_submissions"
     )
-    con.execute("drop table answers_changed")
-    for table in KEYED_TABLES:
-        con.execute(f"drop table if exists plan_{table}")
+    con.execute("drop table changed_submissions")
     return {table: tables[table] for table in LAKE_TABLES}
 
 
-def _load(paths: DataPaths, mode: str, clock: Callable[[], datetime], sql_dir: Path) -> LoadReport:
+def _load(
+    paths: DataPaths,
+    mode: str,
+    clock: Callable[[], datetime],
+    sql_dir: Path,
+    batch_rows: int,
+) -> LoadReport:
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     started_at = clock()
     paths.writer_db.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(paths.writer_db))
+    con = duckdb.connect(str(paths.writer_db), config=dict(WRITER_SETTINGS))
     try:
         con.execute("set TimeZone = 'UTC'")
+        # The answer files are read twice (one file chosen per submission, then inserted).
+        # Not in the connect config: there the parquet extension is not loaded yet.
+        con.execute("set parquet_metadata_cache = true")
         # First, so that the ledger exists on a new warehouse; one commit, not one per file.
         con.execute("begin transaction")
         sql_changed = apply_sql(con, sql_dir) > 0
         con.execute("commit")
         lake_root = paths.parquet
-        pending = new_files(list_lake(lake_root), _read_ledger(con))
+        ledger = _read_ledger(con)
+        pending = new_files(list_lake(lake_root), ledger)
         good: list[tuple[LakeFile, int]] = []
         rejected: list[RejectedFile] = []
         for lake_file in pending:
@@ -260,7 +359,7 @@ def _load(paths: DataPaths, mode: str, clock: Callable[[], datetime], sql_dir: P
         con.execute("begin transaction")
         try:
             load_id = scalar(con, "select coalesce(max(load_id), 0) + 1 from load_runs")
-            tables = _merge_all(con, lake_root, [f for f, _ in good], load_id)
+            tables = _merge_all(con, lake_root, good, ledger, load_id, batch_rows)
             _record_files(con, good, load_id, clock())
             mirrored = mirror_state(con, paths.state_db)
             schemas_moved = any(
@@ -326,10 +425,11 @@ def load_warehouse(
     wait: bool = True,
     clock: Callable[[], datetime] = _utc_now,
     sql_dir: Path = SQL_DIR,
+    batch_rows: int = BATCH_ROWS,
 ) -> LoadReport:
     """Bring the lake files not loaded yet into the warehouse and publish it for readers."""
     with writer_lock(_lock_path(paths), wait=wait):
-        return _load(paths, "incremental", clock, sql_dir)
+        return _load(paths, "incremental", clock, sql_dir, batch_rows)
 
 
 def rebuild_warehouse(
@@ -338,9 +438,10 @@ def rebuild_warehouse(
     wait: bool = True,
     clock: Callable[[], datetime] = _utc_now,
     sql_dir: Path = SQL_DIR,
+    batch_rows: int = BATCH_ROWS,
 ) -> LoadReport:
     """Recreate the warehouse from the lake alone (and the SQLite state), then publish it."""
     with writer_lock(_lock_path(paths), wait=wait):
         for leftover in (paths.writer_db, paths.writer_db.with_name(paths.writer_db.name + ".wal")):
             leftover.unlink(missing_ok=True)
-        return _load(paths, "rebuild", clock, sql_dir)
+        return _load(paths, "rebuild", clock, sql_dir, batch_rows)

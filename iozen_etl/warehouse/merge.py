@@ -2,9 +2,13 @@
 
 Rules, the same for an incremental load and a rebuild so that both give the same rows:
 
-* ``intake_bots``, ``submissions``, ``webhooks`` merge by ``id``. A row is replaced only by a
+* ``intake_bots``, ``submissions`` merge by ``id``. A row is replaced only by a
   version with a newer ``updated_at``, or an equal one synced no earlier (``synced_at``), so
   retries, overlapping pages, out-of-order loads and backfills never move a row backwards.
+* ``webhooks`` is a snapshot: each sync run writes the whole listing to one file named by its
+  ``synced_at`` (an empty listing is a file with no rows), so the newest file by name is the
+  whole truth and replaces the table; an older snapshot loaded later is ignored. Merging by id
+  would never see an endpoint deleted in the API.
 * ``intake_bot_fields`` are replaced per bot when a newer-or-equal bot version
   (``bot_updated_at``) arrives; the replaced schema is kept in ``intake_bot_fields_previous``.
 * ``submission_answers`` are replaced per submission when a newer-or-equal submission version
@@ -28,7 +32,8 @@ import duckdb
 from iozen_etl.sync.schemas import LAKE_TABLES
 
 EPOCH = "timestamptz '1970-01-01 00:00:00+00'"
-KEYED_TABLES = ("intake_bots", "submissions", "webhooks")
+KEYED_TABLES = ("intake_bots", "submissions")
+SNAPSHOT_TABLES = ("webhooks",)
 
 
 @dataclass(frozen=True)
@@ -82,15 +87,26 @@ def merge_keyed(con: duckdb.DuckDBPyConnection, table: str, files: Sequence[str]
     plan = f"plan_{table}"
     if not files:
         con.execute(
-            f"create or replace temp table {plan} (id varchar, version timestamptz, action varchar)"
+            f"create or replace temp table {plan} (id varchar, version timestamptz, rid bigint,"
+            " file_index bigint, file_row_number bigint, staged_rows bigint, action varchar)"
         )
         return TableCounts()
     stage = f"stage_{table}"
+    # Sorted, so that the index of a file in the list orders files as their names do.
+    files = sorted(files)
+    # Only the key and version columns are staged: the wide rows (the answers JSON) are read
+    # once more by the insert, straight from the files, rather than copied and windowed.
     con.execute(
-        f"create or replace temp table {stage} as select {_column_list(table)} from {_scan(table)}"
-        f" qualify row_number() over (partition by id order by coalesce(updated_at, {EPOCH}) desc,"
-        f" coalesce(synced_at, {EPOCH}) desc, filename desc) = 1",
-        {"files": list(files)},
+        f"""
+        create or replace temp table {stage} as
+        select id, updated_at, synced_at, file_index, file_row_number,
+            count(*) over () as staged_rows
+        from read_parquet($files, union_by_name = true, hive_partitioning = false,
+            file_row_number = true)
+        qualify row_number() over (partition by id order by coalesce(updated_at, {EPOCH}) desc,
+            coalesce(synced_at, {EPOCH}) desc, file_index desc, file_row_number desc) = 1
+        """,
+        {"files": files},
     )
     version_s = f"coalesce(s.updated_at, {EPOCH})"
     version_t = f"coalesce(t.updated_at, {EPOCH})"
@@ -99,7 +115,8 @@ def merge_keyed(con: duckdb.DuckDBPyConnection, table: str, files: Sequence[str]
     con.execute(
         f"""
         create or replace temp table {plan} as
-        select s.id, {version_s} as version, t.rid,
+        select s.id, {version_s} as version, t.rid, s.file_index, s.file_row_number,
+            s.staged_rows,
             case
                 when t.id is null then 'insert'
                 when {version_s} > {version_t} then 'update'
@@ -113,23 +130,92 @@ def merge_keyed(con: duckdb.DuckDBPyConnection, table: str, files: Sequence[str]
             on t.id = s.id
         """
     )
+    con.execute(f"drop table {stage}")
     counts = _action_counts(con, plan)
     if counts.get("update", 0) + counts.get("refresh", 0):
         con.execute(
             f"delete from {table} where rowid in"
             f" (select rid from {plan} where action in ('update', 'refresh'))"
         )
-    con.execute(
-        f"insert into {table} ({_column_list(table)})"
-        f" select {_column_list(table, 's.')} from {stage} as s"
-        f" join {plan} as p on p.id = s.id where p.action <> 'skip'"
+    cols = _column_list(table)
+    # Usually (new pages, a rebuild) every staged row is applied: no id is staged twice and
+    # none is skipped, so the rows go in without the join.
+    everything = not scalar(
+        con,
+        f"select count(*) from {plan} where action = 'skip' or staged_rows <> (select count(*)"
+        f" from {plan})",
     )
-    con.execute(f"drop table {stage}")
+    if everything:
+        con.execute(
+            f"insert into {table} ({cols}) select {cols} from read_parquet($files,"
+            " union_by_name = true, hive_partitioning = false)",
+            {"files": files},
+        )
+    else:
+        con.execute(
+            f"""
+            insert into {table} ({cols})
+            select {_column_list(table, "a.")}
+            from read_parquet($files, union_by_name = true, hive_partitioning = false,
+                file_row_number = true) as a
+            join {plan} as p on p.file_index = a.file_index
+                and p.file_row_number = a.file_row_number
+            where p.action <> 'skip'
+            """,
+            {"files": files},
+        )
     return TableCounts(
         inserted=counts.get("insert", 0),
         updated=counts.get("update", 0),
         unchanged=counts.get("refresh", 0) + counts.get("skip", 0),
     )
+
+
+def newest_snapshot(new_files: Sequence[str], loaded_files: Sequence[str]) -> str | None:
+    """The new snapshot file to load, or None when no new file is newer than the loaded ones.
+
+    Files are compared by their path relative to the lake root (one folder per table, the
+    file named by the run's compact ``synced_at``, fixed width, so name order is time order).
+    A file re-written at the path of the loaded snapshot is newer.
+    """
+    if not new_files:
+        return None
+    candidate = max(new_files)
+    if loaded_files and candidate < max(loaded_files):
+        return None
+    return candidate
+
+
+def replace_snapshot(
+    con: duckdb.DuckDBPyConnection, table: str, snapshot: str | None
+) -> TableCounts:
+    """Make ``table`` hold exactly the rows of one snapshot file (None: leave it as it is)."""
+    if snapshot is None:
+        return TableCounts()
+    stage = f"stage_{table}"
+    con.execute(
+        f"create or replace temp table {stage} as select {_column_list(table)} from {_scan(table)}"
+        f" qualify row_number() over (partition by id order by coalesce(updated_at, {EPOCH}) desc,"
+        f" coalesce(synced_at, {EPOCH}) desc) = 1",
+        {"files": [snapshot]},
+    )
+    rows = con.execute(
+        f"""
+        select
+            count(*) filter (where t.id is null),
+            count(*) filter (where s.id is not null and t.id is not null
+                and coalesce(s.updated_at, {EPOCH}) <> coalesce(t.updated_at, {EPOCH})),
+            count(*) filter (where s.id is not null and t.id is not null
+                and coalesce(s.updated_at, {EPOCH}) = coalesce(t.updated_at, {EPOCH})),
+            count(*) filter (where s.id is null)
+        from {stage} as s full join (select id, updated_at from {table}) as t on t.id = s.id
+        """
+    ).fetchall()
+    inserted, updated, unchanged, deleted = (int(n) for n in rows[0])
+    con.execute(f"delete from {table}")
+    con.execute(f"insert into {table} ({_column_list(table)}) select * from {stage}")
+    con.execute(f"drop table {stage}")
+    return TableCounts(inserted=inserted, updated=updated, unchanged=unchanged, deleted=deleted)
 
 
 def merge_bot_fields(
@@ -223,26 +309,29 @@ def merge_answers(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> Table
     con.execute("create or replace temp table answers_changed (submission_id varchar)")
     con.execute(
         "create or replace temp table pick_answers (submission_id varchar, version timestamptz,"
-        " filename varchar, n bigint, all_rows bigint)"
+        " file_index bigint, n bigint, all_rows bigint)"
     )
+    # Sorted, so that the index of a file in the list orders files as their names do.
+    files = sorted(files)
     if files:
         # One file holds one version of a submission's answers: choose one file per submission,
-        # so the big answer rows are read twice but never sorted or windowed.
+        # so the big answer rows are read twice but never sorted or windowed. Files are told
+        # apart by their index in the list: grouping by the long file name costs memory.
         con.execute(
             f"""
             insert into pick_answers
             with per_file as (
-                select submission_id, filename,
+                select submission_id, file_index,
                     max(coalesce(submission_updated_at, {EPOCH})) as version, count(*) as n
-                from read_parquet($files, filename = true, union_by_name = true,
-                    hive_partitioning = false)
-                group by submission_id, filename
+                from read_parquet($files, union_by_name = true, hive_partitioning = false)
+                group by submission_id, file_index
             )
             select submission_id, max(version),
-                arg_max(filename, (version, filename)), arg_max(n, (version, filename)), sum(n)
+                arg_max(file_index, (version, file_index)), arg_max(n, (version, file_index)),
+                sum(n)
             from per_file group by submission_id
             """,
-            {"files": list(files)},
+            {"files": files},
         )
     # The stored version of each submission concerned: from this load's plan when it was
     # applied, else (a late or orphan answers file) from the table.
@@ -301,7 +390,7 @@ def merge_answers(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> Table
         with stored as (
             select submission_id, max(version) as version from stored_answers group by all
         )
-        select p.submission_id, p.filename, p.n, p.all_rows,
+        select p.submission_id, p.file_index, p.n, p.all_rows,
             case
                 when s.version is not null and p.version < s.version then 'skip'
                 when stored.submission_id is null then 'insert'
@@ -332,17 +421,29 @@ def merge_answers(con: duckdb.DuckDBPyConnection, files: Sequence[str]) -> Table
     if removed:
         con.execute(f"delete from {table} where rowid in (select rid from answers_to_delete)")
     if files:
-        con.execute(
-            f"""
-            insert into {table} ({cols})
-            select {_column_list(table, "a.")}
-            from {_scan(table)} as a
-            join plan_answers as p on p.submission_id = a.submission_id
-                and p.filename = a.filename
-            where p.action <> 'skip'
-            """,
-            {"files": list(files)},
+        # Usually (new pages, a rebuild) every staged row is applied: each submission's answers
+        # sit in one file and none is skipped, so the rows go in without the join.
+        everything = not scalar(
+            con, "select count(*) from plan_answers where action = 'skip' or all_rows <> n"
         )
+        scan = (
+            f"(select {cols}, file_index from read_parquet($files, union_by_name = true,"
+            " hive_partitioning = false))"
+        )
+        if everything:
+            con.execute(f"insert into {table} ({cols}) select {cols} from {scan}", {"files": files})
+        else:
+            con.execute(
+                f"""
+                insert into {table} ({cols})
+                select {_column_list(table, "a.")}
+                from {scan} as a
+                join plan_answers as p on p.submission_id = a.submission_id
+                    and p.file_index = a.file_index
+                where p.action <> 'skip'
+                """,
+                {"files": files},
+            )
     con.execute(
         "delete from answers_without_submission"
         " where submission_id in (select id from plan_submissions where action = 'insert')"

@@ -34,6 +34,19 @@ _EMPTY_COLUMNS: dict[str, Sequence[tuple[str, str]]] = {
 }
 
 
+_SQL_TYPES = {
+    pa.int64(): "bigint",
+    pa.float64(): "double",
+    pa.binary(): "blob",
+    pa.bool_(): "boolean",
+    pa.string(): "varchar",
+}
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _duckdb_type(declared: str) -> pa.DataType:
     """SQLite type affinity rules, reduced to the Arrow types DuckDB maps cleanly."""
     upper = declared.upper()
@@ -104,10 +117,17 @@ def mirror_state(con: duckdb.DuckDBPyConnection, state_db: Path) -> dict[str, in
                 con.execute(f"create table {table} ({cols})")
             counts[table] = 0
             continue
-        con.register("mirror_source", data)
-        try:
-            con.execute(f"create or replace table {table} as select * from mirror_source")
-        finally:
-            con.unregister("mirror_source")
+        # Inserted from Python lists: registering an Arrow table makes duckdb import pandas,
+        # which alone costs more than a small load.
+        cols = ", ".join(
+            f"{_quoted(f.name)} {_SQL_TYPES.get(f.type, 'varchar')}" for f in data.schema
+        )
+        con.execute(f"create or replace table {table} ({cols})")
+        if data.num_rows:
+            unnested = ", ".join(f"unnest(${i + 1})" for i in range(data.num_columns))
+            con.execute(
+                f"insert into {table} select {unnested}",
+                [column.to_pylist() for column in data.columns],
+            )
         counts[table] = data.num_rows
     return counts

@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass
 
 import duckdb
-import pyarrow as pa
 
 BASE_COLUMNS = ("submission_id", "status", "is_test", "created_at", "updated_at")
 
@@ -148,25 +147,15 @@ def refresh_wide_views(con: duckdb.DuckDBPyConnection) -> WideViewChanges:
             created += 1
     if created or dropped:
         con.execute("delete from wide_views")
-        registry = pa.table(
-            {
-                "view_name": list(wanted),
-                "intake_bot_id": [bot_id for bot_id, _ in wanted.values()],
-                "definition": [definition for _, definition in wanted.values()],
-            },
-            schema=pa.schema(
-                [
-                    ("view_name", pa.string()),
-                    ("intake_bot_id", pa.string()),
-                    ("definition", pa.string()),
-                ]
-            ),
+        # Bound as lists: registering an Arrow table makes duckdb import pandas.
+        con.execute(
+            "insert into wide_views select unnest($1), unnest($2), unnest($3)",
+            [
+                list(wanted),
+                [bot_id for bot_id, _ in wanted.values()],
+                [definition for _, definition in wanted.values()],
+            ],
         )
-        con.register("wide_views_source", registry)
-        try:
-            con.execute("insert into wide_views select * from wide_views_source")
-        finally:
-            con.unregister("wide_views_source")
     return WideViewChanges(created=created, dropped=dropped, unchanged=len(wanted) - created)
 
 

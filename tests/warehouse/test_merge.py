@@ -164,13 +164,41 @@ def test_a_replaced_file_is_loaded_again(paths: DataPaths) -> None:
     ]
 
 
-def test_webhooks_merge_by_id(paths: DataPaths) -> None:
-    write_lake(paths.parquet, "webhooks", [webhook_row("w1", 10, "https://a.test")], stem="p0")
+def _webhooks(paths: DataPaths) -> list[tuple[str, str]]:
+    return [(str(i), str(u)) for i, u in fetch(paths, "select id, url from webhooks order by id")]
+
+
+def test_the_newest_webhooks_snapshot_is_the_whole_table(paths: DataPaths) -> None:
+    lake = paths.parquet
+    # Files are named by the run's compact synced_at, as sync_webhooks names them.
+    write_lake(lake, "webhooks", [webhook_row("w1", 10), webhook_row("w2", 10)], stem="T0900Z")
+    assert load_warehouse(paths).tables["webhooks"] == TableCounts(inserted=2)
+    write_lake(lake, "webhooks", [webhook_row("w1", 20, "https://b.test")], stem="T1000Z")
+    report = load_warehouse(paths)
+    assert report.tables["webhooks"] == TableCounts(updated=1, deleted=1)
+    assert _webhooks(paths) == [("w1", "https://b.test")]
+    # An older snapshot arriving late does not bring a deleted endpoint back.
+    write_lake(lake, "webhooks", [webhook_row("w1", 1), webhook_row("w2", 1)], stem="T0800Z")
+    assert load_warehouse(paths).tables["webhooks"] == TableCounts()
+    assert _webhooks(paths) == [("w1", "https://b.test")]
+    # A run that lists no endpoint writes a file with no rows: the table empties.
+    write_lake(lake, "webhooks", [], stem="T1100Z")
+    assert load_warehouse(paths).tables["webhooks"] == TableCounts(deleted=1)
+    assert _webhooks(paths) == []
+    assert rebuild_warehouse(paths).tables["webhooks"] == TableCounts()
+    assert _webhooks(paths) == []
+    # The next snapshot fills it again.
+    write_lake(lake, "webhooks", [webhook_row("w3", 30)], stem="T1200Z")
+    assert load_warehouse(paths).tables["webhooks"] == TableCounts(inserted=1)
+    assert _webhooks(paths) == [("w3", "https://example.test/hook")]
+
+
+def test_a_rewritten_webhooks_snapshot_replaces_the_table(paths: DataPaths) -> None:
+    write_lake(paths.parquet, "webhooks", [webhook_row("w1", 10)], stem="T0900Z")
     load_warehouse(paths)
-    write_lake(paths.parquet, "webhooks", [webhook_row("w1", 20, "https://b.test")], stem="p1")
-    write_lake(paths.parquet, "webhooks", [webhook_row("w1", 1, "https://old.test")], stem="p2")
-    load_warehouse(paths)
-    assert fetch(paths, "select id, url from webhooks") == [("w1", "https://b.test")]
+    write_lake(paths.parquet, "webhooks", [webhook_row("w2", 10)], stem="T0900Z")
+    assert load_warehouse(paths).tables["webhooks"] == TableCounts(inserted=1, deleted=1)
+    assert [i for i, _ in _webhooks(paths)] == ["w2"]
 
 
 def test_bad_files_are_named_and_the_rest_loads(paths: DataPaths) -> None:
