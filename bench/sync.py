@@ -31,11 +31,13 @@ BOTS = 1000
 CONCURRENCY = 8
 UNLIMITED = "1000000000"
 
-# Runs the command in argv[1:] and prints the peak RSS (KiB) of that child alone.
+# Runs the command in argv[1:] and prints the peak RSS (KiB) and CPU seconds of that child alone.
 _MEASURE = (
     "import resource, subprocess, sys\n"
     "code = subprocess.run(sys.argv[1:]).returncode\n"
-    "print('PEAK_RSS_KB=%d' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print('PEAK_RSS_KB=%d' % usage.ru_maxrss)\n"
+    "print('CPU_S=%.3f' % (usage.ru_utime + usage.ru_stime))\n"
     "sys.exit(code)\n"
 )
 
@@ -79,6 +81,7 @@ def sandbox_process(bots: int, per_bot: int) -> Iterator[tuple[str, str]]:
 def bare_fetch(base_url: str, api_key: str, concurrency: int = CONCURRENCY) -> dict[str, Any]:
     """The least any sync must do: every bot page, every detail, every submissions page."""
     started = time.perf_counter()
+    cpu_started = time.process_time()
     headers = {"Authorization": f"Bearer {api_key}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     requests = 0
@@ -107,7 +110,11 @@ def bare_fetch(base_url: str, api_key: str, concurrency: int = CONCURRENCY) -> d
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
             requests += sum(pool.map(one_bot, bot_ids))
-    return {"seconds": time.perf_counter() - started, "requests": requests}
+    return {
+        "seconds": time.perf_counter() - started,
+        "cpu_s": time.process_time() - cpu_started,
+        "requests": requests,
+    }
 
 
 def timed_sync(
@@ -131,12 +138,14 @@ def timed_sync(
         raise RuntimeError(f"sync failed ({done.returncode}): {done.stderr[-2000:]}")
     lines = done.stdout.strip().splitlines()
     peak_kb = int(next(line for line in lines if line.startswith("PEAK_RSS_KB=")).split("=")[1])
+    cpu_s = float(next(line for line in lines if line.startswith("CPU_S=")).split("=")[1])
     summary = json.loads(next(line for line in lines if line.startswith("{")))
     engine_s = summary["bots"]["elapsed_s"] + summary["submissions"]["elapsed_s"]
     return {
         "wall_s": wall,
         "engine_s": engine_s,
         "peak_rss_mb": peak_kb / 1024,
+        "cpu_s": cpu_s,
         "requests": summary["requests_total"],
         "summary": summary,
     }
@@ -173,6 +182,11 @@ def full_sync(total: int, bots: int = BOTS) -> dict[str, Any]:
         "sync_engine_s": round(sync["engine_s"], 2),
         "sync_wall_s": round(sync["wall_s"], 2),
         "ratio_vs_baseline": round(sync["engine_s"] / baseline["seconds"], 2),
+        # CPU is steadier than wall time on a shared machine: the sync process (start-up and
+        # imports included) against the bare loop's own CPU; the sandbox counts in neither.
+        "baseline_cpu_s": round(baseline["cpu_s"], 2),
+        "sync_cpu_s": round(sync["cpu_s"], 2),
+        "cpu_ratio_vs_baseline": round(sync["cpu_s"] / baseline["cpu_s"], 2),
         "sync_requests": sync["requests"],
         "peak_rss_mb": round(sync["peak_rss_mb"], 1),
         "rows_per_s": round(rows / sync["engine_s"]),

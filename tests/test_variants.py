@@ -210,12 +210,6 @@ def test_expired_cursors_make_the_extractor_rescan_that_bot(tmp_path: Path) -> N
     assert reasons == {"cursor_rejected"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="warehouse/sync: a deleted webhook endpoint stays in the warehouse's webhooks table "
-    "(the per-run snapshot is merged by id, so absence is never seen; and sync_webhooks writes "
-    "no file at all when the list is empty)",
-)
 def test_a_deleted_webhook_endpoint_leaves_the_warehouse(tmp_path: Path) -> None:
     sandbox = make_sandbox(bots=1, submissions_per_bot=5, delete_status=204)
     paths = DataPaths(tmp_path)
@@ -318,12 +312,6 @@ def test_replay_against_a_201_server_creates_each_row_once(tmp_path: Path, name:
     assert len(sandbox.truth_submissions(bot_id)) == len(seeded) + len(created)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync/extract.py: a cursor rejected during the restarted scan (_scan_or_restart's "
-    "last attempt) raises the private _CursorRejected out of sync_submissions, ending the "
-    "whole run instead of failing that one bot",
-)
 def test_a_cursor_expiring_mid_scan_fails_that_bot_not_the_run(tmp_path: Path) -> None:
     """Waiting out a rate limit can outlast a cursor's lifetime: the next page's cursor is
     refused, and so is every cursor of a scan from the start. That bot cannot be read in this
@@ -345,13 +333,6 @@ def test_a_cursor_expiring_mid_scan_fails_that_bot_not_the_run(tmp_path: Path) -
     assert actions[big][0] == "failed" and "cursor" in actions[big][1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sync/extract.py _refresh_in_progress writes a refreshed submission only when its "
-    "updated_at string moved; without milliseconds (DECISIONS #24) a completion in the same "
-    "second is read, counted in refresh_completed, dropped from IN_PROGRESS tracking, and "
-    "never stored: the warehouse keeps IN_PROGRESS until a full refresh",
-)
 def test_a_completion_in_the_same_second_is_kept_without_milliseconds(tmp_path: Path) -> None:
     sandbox = make_sandbox(timestamp_precision="s", bots=2, submissions_per_bot=20)
     bot = sandbox.bot_ids()[0]

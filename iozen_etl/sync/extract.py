@@ -1,8 +1,11 @@
 """The sync engine (no Dagster): bots, then submissions per bot, into the lake, resumable per page.
 
-Order of every page: fetch -> normalise -> write the Parquet files (atomic) -> commit the resume
-point in SQLite. A sync killed between any two steps resumes from the last committed page and
-rewrites, under the same file names, whatever it had written after it.
+Order of every page: fetch -> normalise -> write the page's two Parquet files (atomic, and
+durable together: ``Lake.write_many``) -> commit the resume point in SQLite. A resume point
+therefore only ever moves past a page whose files are on disk. A sync killed (or a machine that
+loses power) between any two steps resumes from the last committed page and rewrites, under the
+same file names, whatever it had written after it; SQLite's ``synchronous=NORMAL`` may lose the
+last commits on a power cut, which only sends the resume point back to an earlier durable page.
 
 Per bot, a run does the least that keeps the lake right (DECISIONS.md #5-#7):
 - nothing at all when the bot's ``submission_count`` and ``updated_at`` are what the last finished
@@ -20,6 +23,8 @@ Reports carry counts, ids, field names and resume points, never answer values.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import threading
 import time
@@ -28,8 +33,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from iozen_etl.api.errors import (
@@ -48,6 +51,7 @@ from iozen_etl.sync.state import (
     SCHEMA_STREAM,
     SUBMISSIONS_STREAM,
     WEBHOOKS_STREAM,
+    InProgress,
     StateStore,
     StreamState,
     utc_now_iso,
@@ -81,6 +85,13 @@ def _stats(client: SyncClient) -> dict[str, float]:
 
 def _stats_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
     return {key: after[key] - before.get(key, 0.0) for key in after}
+
+
+def data_digest(data: Mapping[str, Any]) -> str:
+    """A short digest of a submission's answers: tells a same-second change of an IN_PROGRESS
+    submission from no change, without keeping the answers themselves in the state file."""
+    text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
 def _compact(iso: str) -> str:
@@ -291,7 +302,7 @@ class BotSubmissionsReport:
     rows_new: int = 0  # rows read by the live stream past its resume point
     rows_rescanned: int = 0  # rows read again by a rescan
     refreshed: int = 0  # IN_PROGRESS submissions read again
-    refresh_updated: int = 0  # ... whose updated_at had moved
+    refresh_updated: int = 0  # ... stored again: updated_at, status or answers had moved
     refresh_completed: int = 0  # ... that are no longer IN_PROGRESS
     refresh_missing: int = 0  # ... that the API no longer has (404)
     resume_point_before: str | None = None
@@ -364,7 +375,13 @@ class _Stop(Exception):
 
 
 class _CursorRejected(Exception):
-    pass
+    """The server refused a resume point; names the stream and cursor (never answer values)."""
+
+    def __init__(self, stream: str, bot_id: str, cursor: str, rejected: ValidationFailed) -> None:
+        super().__init__(
+            f"{stream} of bot {bot_id}: cursor {cursor!r} rejected "
+            f"(request id {rejected.request_id})"
+        )
 
 
 # Answer kinds that fit a field type; types not listed accept anything (kept as text).
@@ -466,7 +483,9 @@ class _Engine:
                 self.ceiling_error = self.ceiling_error or str(stop)
             self.stop.set()
             action = "stopped"
-        except (IozenError, normalise.NormaliseError, OSError) as failure:
+        except (IozenError, normalise.NormaliseError, OSError, _CursorRejected) as failure:
+            # _CursorRejected here: even the scan from the start had a cursor refused (cursors
+            # that expire faster than this bot can be read); the other bots go on.
             action, error = "failed", str(failure)
         after = self.state.get(SUBMISSIONS_STREAM, bot.id)
         return BotSubmissionsReport(
@@ -619,7 +638,7 @@ class _Engine:
                 return _Scan(point, in_order, reached_end=True)
             except ValidationFailed as rejected:
                 if rejected.is_cursor_error and point is not None:
-                    raise _CursorRejected from rejected
+                    raise _CursorRejected(stream, bot_id, point, rejected) from rejected
                 raise
             self._store_page(run, stream, page, point, generation)
             run.pages += 1
@@ -642,35 +661,48 @@ class _Engine:
         subs = page.items
         if subs:
             stem = f"{generation:05d}-{start if start is not None else 'start'}"
-            answers = normalise.answers_table(subs)
-            self._check_drift(run, page.schema, answers)
-            self.lake.write("submission_answers", bot_id, stem, answers)
-            self.lake.write(
-                "submissions", bot_id, stem, normalise.submissions_table(subs, self.synced_at)
-            )
+            self._write_page(run, bot_id, stem, subs, page.schema)
         self.state.commit_page(
             stream,
             bot_id,
             page.resume_point,
             len(subs),
             page_start=start,
-            in_progress=[(s.id, s.updated_at) for s in subs if s.status == IN_PROGRESS],
+            in_progress=[
+                (s.id, s.updated_at, data_digest(s.data)) for s in subs if s.status == IN_PROGRESS
+            ],
             not_in_progress=[s.id for s in subs if s.status != IN_PROGRESS],
         )
 
+    def _write_page(
+        self,
+        run: _BotRun,
+        bot_id: str,
+        stem: str,
+        subs: Sequence[Submission],
+        page_schema: Sequence[SchemaItem] | None,
+    ) -> None:
+        """Both files of a page, made durable together (one fsync round for the pair)."""
+        submissions, answers, answer_kinds = normalise.page_tables(subs, self.synced_at)
+        self._check_drift(run, page_schema, answer_kinds)
+        self.lake.write_many(
+            [
+                ("submission_answers", bot_id, stem, answers),
+                ("submissions", bot_id, stem, submissions),
+            ]
+        )
+
     def _check_drift(
-        self, run: _BotRun, page_schema: Sequence[SchemaItem] | None, answers: pa.Table
+        self,
+        run: _BotRun,
+        page_schema: Sequence[SchemaItem] | None,
+        answer_kinds: Collection[tuple[str, str]],
     ) -> None:
         schema = page_schema if page_schema is not None else run.bot.schema
-        if schema is None or answers.num_rows == 0:
+        if schema is None or not answer_kinds:
             return
         types = {item.name: item.type for item in schema if item.kind != "content"}
-        # Distinct "name<US>kind" keys in Arrow: a group_by costs milliseconds of setup per page.
-        keys = pc.unique(
-            pc.binary_join_element_wise(answers["field_name"], answers["value_kind"], "\x1f")
-        )
-        pairs = [key.partition("\x1f")[::2] for key in keys.to_pylist()]
-        for name, kind in pairs:
+        for name, kind in answer_kinds:
             if name not in types:
                 run.unknown_fields.add(name)
                 continue
@@ -686,9 +718,11 @@ class _Engine:
         if granted == 0:
             return
         fresh: list[Submission] = []
-        still: list[tuple[str, str]] = []
+        still: list[InProgress] = []
         done: list[str] = []
-        for submission_id, stored_updated_at in self.state.in_progress(bot_id, granted):
+        for submission_id, stored_updated_at, stored_digest in self.state.in_progress(
+            bot_id, granted
+        ):
             if self.stop.is_set():
                 break
             run.requests += 1
@@ -702,22 +736,24 @@ class _Engine:
             if sub.message_count is None and sub.messages is not None:
                 # The detail carries the messages but not their count, which the list sends.
                 sub = replace(sub, message_count=len(sub.messages))
-            if sub.updated_at != stored_updated_at:
+            digest = data_digest(sub.data)
+            # Without milliseconds on the wire, a change within the same second leaves updated_at
+            # as it was: the status and the answers say whether the stored row is stale (the
+            # warehouse breaks equal-updated_at ties by synced_at, so storing it again wins).
+            if (
+                sub.updated_at != stored_updated_at
+                or sub.status != IN_PROGRESS
+                or digest != stored_digest
+            ):
                 run.refresh_updated += 1
                 fresh.append(sub)
             if sub.status == IN_PROGRESS:
-                still.append((sub.id, sub.updated_at))
+                still.append((sub.id, sub.updated_at, digest))
             else:
                 run.refresh_completed += 1
                 done.append(sub.id)
         if fresh:
-            stem = f"refresh-{_compact(self.synced_at)}"
-            answers = normalise.answers_table(fresh)
-            self._check_drift(run, None, answers)
-            self.lake.write("submission_answers", bot_id, stem, answers)
-            self.lake.write(
-                "submissions", bot_id, stem, normalise.submissions_table(fresh, self.synced_at)
-            )
+            self._write_page(run, bot_id, f"refresh-{_compact(self.synced_at)}", fresh, None)
         self.state.track_in_progress(bot_id, still, done)
         if self.stop.is_set():
             raise _Stop
@@ -821,7 +857,8 @@ def sync_webhooks(
     *,
     clock: Callable[[], str] = utc_now_iso,
 ) -> WebhooksReport:
-    """List every webhook endpoint into one file per run (a snapshot; secrets never listed)."""
+    """List every webhook endpoint into one file per run, empty or not (a snapshot of the whole
+    list; secrets are never listed)."""
     started = time.monotonic()
     stats_before = _stats(client)
     synced_at = clock()
@@ -834,10 +871,9 @@ def sync_webhooks(
         return WebhooksReport(
             0, refused.code, int(delta.get("requests", 0)), time.monotonic() - started
         )
-    if hooks:
-        lake.write(
-            "webhooks", None, _compact(synced_at), normalise.webhooks_table(hooks, synced_at)
-        )
+    # Written even when empty: the file is the whole list at synced_at, so an empty one says
+    # every endpoint is gone (the warehouse replaces the table with the newest snapshot).
+    lake.write("webhooks", None, _compact(synced_at), normalise.webhooks_table(hooks, synced_at))
     state.set_seen(
         WEBHOOKS_STREAM,
         "",

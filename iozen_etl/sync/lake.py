@@ -1,9 +1,20 @@
-"""The Parquet lake: one file per page, partitioned by bot, written atomically.
+"""The Parquet lake: one file per page, partitioned by bot, written atomically and durably.
 
-A file is written to a temporary name in its final folder, fsynced, then renamed over the final
-name, so a reader (or a sync killed mid-write) sees either the old file or the new one, never half
-of one. Rewriting the same (table, bot, stem) replaces the file: that is how a re-run of a page
-replaces instead of duplicating.
+Each file is written to a temporary name in its final folder and fsynced, then renamed over the
+final name, so a reader (or a sync killed mid-write) sees either the old file or the new one,
+never half of one. Rewriting the same (table, bot, stem) replaces the file: that is how a re-run
+of a page replaces instead of duplicating.
+
+Durability, which the engine relies on to move a resume point only past pages already on disk:
+``write_many`` returns only after every file's data is fsynced (before any rename, so no final
+name can ever point at unwritten data, even after a power cut), every rename is done, and each
+folder holding a renamed file is fsynced (once per folder per call: a page's submissions and
+answers files share one round). A folder this process creates has its own entry fsynced in its
+parent too. What a crash leaves:
+- killed, or power lost, before ``write_many`` returns: each final name holds its old file or
+  the new one, plus perhaps a ``.*.tmp`` leftover (never read: readers skip dot-files); the
+  resume point was not moved, so the page is fetched again and its file replaced;
+- after it returns: the files survive a power cut, whatever happens to the state commit after.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,6 +34,24 @@ from iozen_etl.sync.schemas import LAKE_TABLES
 # and short enough for any filesystem. Everything else is encoded.
 _SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_\-]{1,100}")
 _TMP_SUFFIX = ".tmp"
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
+def _encode(data: pa.Table) -> pa.Buffer:
+    """One page as Parquet bytes. Snappy without dictionaries, statistics or a stored Arrow
+    schema: for files of one page these cost more CPU than they save (the Parquet types alone
+    read back as the lake schema, which the tests check). Measured on a page of 100 submissions:
+    ~0.9 ms for both files against ~1.6 ms with zstd, at ~1.6x the bytes (~33 KB a page)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        data,
+        sink,
+        compression="snappy",
+        use_dictionary=False,
+        write_statistics=False,
+        store_schema=False,
+    )
+    return sink.getvalue()
 
 
 def safe_segment(value: str) -> str:
@@ -50,26 +80,64 @@ class Lake:
         return folder / f"{safe_segment(stem)}.parquet"
 
     def write(self, table: str, bot_id: str | None, stem: str, data: pa.Table) -> Path:
-        schema = LAKE_TABLES.get(table)
-        if schema is None:
-            raise ValueError(f"unknown lake table {table!r}")
-        if not data.schema.equals(schema):
-            raise ValueError(f"table {table!r}: data does not have the lake schema")
-        final = self.path(table, bot_id, stem)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}.{id(data):x}{_TMP_SUFFIX}")
+        return self.write_many([(table, bot_id, stem, data)])[0]
+
+    def write_many(self, files: Sequence[tuple[str, str | None, str, pa.Table]]) -> list[Path]:
+        """Write several files durably together: every file's data is fsynced before any rename,
+        then each folder is fsynced once (a page's submissions and answers share one round).
+
+        When this returns, every file is durable under its final name; if it raises, none of the
+        temporary files is left, and each final name holds either its old or its new file.
+        """
+        planned: list[tuple[Path, pa.Buffer]] = []
+        for table, bot_id, stem, data in files:
+            schema = LAKE_TABLES.get(table)
+            if schema is None:
+                raise ValueError(f"unknown lake table {table!r}")
+            if not data.schema.equals(schema):
+                raise ValueError(f"table {table!r}: data does not have the lake schema")
+            planned.append((self.path(table, bot_id, stem), _encode(data)))
+        written: list[tuple[Path, Path]] = []
         try:
-            with open(tmp, "wb") as handle:
-                # Statistics are no use in files of one page; leaving them out saves ~20 %.
-                pq.write_table(data, handle, compression="zstd", write_statistics=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
+            for final, blob in planned:
+                tmp = final.with_name(f".{final.name}.{os.getpid()}.{id(blob):x}{_TMP_SUFFIX}")
+                written.append((tmp, final))
+                self._write_durably(tmp, blob)
+            for tmp, final in written:
+                os.replace(tmp, final)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            for tmp, _ in written:
+                tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(final.parent)
-        return final
+        for folder in dict.fromkeys(final.parent for _, final in written):
+            _fsync_dir(folder)
+        return [final for _, final in written]
+
+    def _write_durably(self, tmp: Path, blob: pa.Buffer) -> None:
+        try:
+            fd = os.open(tmp, _CREATE, 0o644)
+        except FileNotFoundError:
+            self._make_folder(tmp.parent)
+            fd = os.open(tmp, _CREATE, 0o644)
+        try:
+            view = memoryview(blob)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _make_folder(self, folder: Path) -> None:
+        """Create ``folder`` (and its parents), and make each new entry durable in its parent:
+        a file fsynced into a folder whose own entry is lost would be lost with it."""
+        missing: list[Path] = []
+        at = folder
+        while not at.exists():
+            missing.append(at)
+            at = at.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        for made in reversed(missing):
+            _fsync_dir(made.parent)
 
     def files(self, table: str) -> list[Path]:
         folder = self.root / table

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -219,12 +219,30 @@ def bot_fields_table(bot: BotRecord) -> pa.Table:
 
 
 def submissions_table(subs: Iterable[SubmissionRecord], synced_at: str) -> pa.Table:
+    return page_tables(subs, synced_at)[0]
+
+
+class PageTables(NamedTuple):
+    submissions: pa.Table
+    answers: pa.Table
+    answer_kinds: frozenset[tuple[str, str]]  # distinct (field name, value kind) of the answers
+
+
+def page_tables(subs: Iterable[SubmissionRecord], synced_at: str) -> PageTables:
+    """A page of submissions: one pass builds both tables, sharing the id, bot id and
+    ``updated_at`` columns (the timestamps are cast once), and names the answer kinds seen."""
     rows = list(subs)
     ids = [s.id for s in rows]
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+    id_column = pa.array(ids, type=pa.string())
+    bot_column = pa.array([s.intake_bot_id for s in rows], type=pa.string())
+    updated = timestamps(
+        [s.updated_at for s in rows], table="submissions", field="updated_at", ids=ids
+    )
+    extras = [s.extra for s in rows]
     columns = [
-        pa.array(ids, type=pa.string()),
-        pa.array([s.intake_bot_id for s in rows], type=pa.string()),
+        id_column,
+        bot_column,
         pa.array([s.status for s in rows], type=pa.string()),
         pa.array([s.is_test for s in rows], type=pa.bool_()),
         pa.array([s.ai_summary for s in rows], type=pa.string()),
@@ -232,12 +250,15 @@ def submissions_table(subs: Iterable[SubmissionRecord], synced_at: str) -> pa.Ta
         pa.array([s.message_count for s in rows], type=pa.int64()),
         pa.array([s.schema_version for s in rows], type=pa.int64()),
         timestamps([s.created_at for s in rows], table="submissions", field="created_at", ids=ids),
-        timestamps([s.updated_at for s in rows], table="submissions", field="updated_at", ids=ids),
+        updated,
         pa.array([dumps(s.data) for s in rows], type=pa.string()),
-        pa.array([_json(s.extra) for s in rows], type=pa.string()),
+        # Most records carry no unknown keys: test the page once before a call per row.
+        pa.array([_json(e) for e in extras] if any(extras) else [None] * len(rows), pa.string()),
         _synced_column(synced_at, len(rows)),
     ]
-    return pa.Table.from_arrays(columns, schema=SUBMISSIONS)
+    submissions = pa.Table.from_arrays(columns, schema=SUBMISSIONS)
+    answers, kinds = _answers(rows, id_column, bot_column, updated)
+    return PageTables(submissions, answers, kinds)
 
 
 # value_kind of an answer by its Python type (bool is checked by type, so never taken for an int);
@@ -306,6 +327,21 @@ def answers_table(subs: Iterable[SubmissionRecord]) -> pa.Table:
     comprehensions over flat lists (not a loop of appends): this runs for every page.
     """
     rows = list(subs)
+    ids = [sub.id for sub in rows]
+    stamps = timestamps(
+        [sub.updated_at for sub in rows], table="submission_answers", field="updated_at", ids=ids
+    )
+    return _answers(
+        rows,
+        pa.array(ids, type=pa.string()),
+        pa.array([sub.intake_bot_id for sub in rows], type=pa.string()),
+        stamps,
+    )[0]
+
+
+def _answers(
+    rows: Sequence[SubmissionRecord], ids: pa.Array, bot_ids: pa.Array, updated: pa.Array
+) -> tuple[pa.Table, frozenset[tuple[str, str]]]:
     parent = [index for index, sub in enumerate(rows) for _ in sub.data]
     names: list[str] = [name for sub in rows for name in sub.data]
     values: list[Any] = [value for sub in rows for value in sub.data.values()]
@@ -322,8 +358,8 @@ def answers_table(subs: Iterable[SubmissionRecord]) -> pa.Table:
     else:
         positions = pa.repeat(pa.scalar(0, pa.int32()), len(values))
         listed = pa.repeat(pa.scalar(False), len(values))
-    kind_of = _KINDS.get
-    kinds = [kind_of(t, "json") for t in types]
+    # map() over the dict's own get runs in C: no Python frame per answer.
+    kinds: list[str] = [kind or "json" for kind in map(_KINDS.get, types)]
     texts = [v if t is str else None for v, t in zip(values, types, strict=True)]
     if "json" in kinds:
         texts = [
@@ -332,13 +368,9 @@ def answers_table(subs: Iterable[SubmissionRecord]) -> pa.Table:
         ]
     booleans = [v if t is bool else None for v, t in zip(values, types, strict=True)]
     take = pa.array(parent, type=pa.int32())
-    ids = [sub.id for sub in rows]
-    stamps = timestamps(
-        [sub.updated_at for sub in rows], table="submission_answers", field="updated_at", ids=ids
-    )
     columns = [
-        pa.array(ids, type=pa.string()).take(take),
-        pa.array([sub.intake_bot_id for sub in rows], type=pa.string()).take(take),
+        ids.take(take),
+        bot_ids.take(take),
         pa.array(names, type=pa.string()),
         positions,
         listed,
@@ -346,9 +378,10 @@ def answers_table(subs: Iterable[SubmissionRecord]) -> pa.Table:
         pa.array(texts, type=pa.string()),
         _numbers(values, types),
         pa.array(booleans, type=pa.bool_()),
-        stamps.take(take),
+        updated.take(take),
     ]
-    return pa.Table.from_arrays(columns, schema=SUBMISSION_ANSWERS)
+    table = pa.Table.from_arrays(columns, schema=SUBMISSION_ANSWERS)
+    return table, frozenset(zip(names, kinds, strict=True))
 
 
 def webhooks_table(hooks: Iterable[WebhookRecord], synced_at: str) -> pa.Table:

@@ -16,12 +16,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeAlias
 
 # Stream names in sync_state.
 SCHEMA_STREAM = "intake_bot_schema"  # per bot: the bot version whose schema is stored
 SUBMISSIONS_STREAM = "submissions"  # per bot: the live resume point
 RESCAN_STREAM = "submissions_rescan"  # per bot: a full refresh / fallback rescan in progress
 WEBHOOKS_STREAM = "webhooks"
+
+# A submission stored as IN_PROGRESS: (id, updated_at, digest of its answers or None).
+InProgress: TypeAlias = tuple[str, str, str | None]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sync_state (
@@ -46,6 +50,7 @@ CREATE TABLE IF NOT EXISTS in_progress (
     submission_id TEXT NOT NULL,
     updated_at TEXT NOT NULL,               -- the version stored in the lake
     checked_at TEXT NOT NULL,               -- last time it was read; oldest are refreshed first
+    data_digest TEXT,                       -- digest of the stored answers; NULL: unknown
     PRIMARY KEY (intake_bot_id, submission_id)
 );
 """
@@ -93,6 +98,10 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(in_progress)")}
+        if "data_digest" not in columns:
+            # A state file from before the digest: its rows count as unknown (stored again).
+            self._db.execute("ALTER TABLE in_progress ADD COLUMN data_digest TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -146,7 +155,7 @@ class StateStore:
         rows: int,
         *,
         page_start: str | None = None,
-        in_progress: Iterable[tuple[str, str]] = (),
+        in_progress: Iterable[InProgress] = (),
         not_in_progress: Iterable[str] = (),
     ) -> None:
         """Move a resume point past a page that is already durable, in one transaction with the
@@ -165,10 +174,10 @@ class StateStore:
     def track_in_progress(
         self,
         intake_bot_id: str,
-        in_progress: Iterable[tuple[str, str]],
+        in_progress: Iterable[InProgress],
         not_in_progress: Iterable[str],
     ) -> None:
-        """Record (submission id, updated_at) still IN_PROGRESS; forget the others."""
+        """Record (submission id, updated_at, data digest) still IN_PROGRESS; forget the others."""
         with self._transaction() as db:
             self._track(db, intake_bot_id, in_progress, not_in_progress, self._now())
 
@@ -176,15 +185,17 @@ class StateStore:
     def _track(
         db: sqlite3.Connection,
         intake_bot_id: str,
-        in_progress: Iterable[tuple[str, str]],
+        in_progress: Iterable[InProgress],
         not_in_progress: Iterable[str],
         now: str,
     ) -> None:
         db.executemany(
-            "INSERT INTO in_progress (intake_bot_id, submission_id, updated_at, checked_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (intake_bot_id, submission_id) DO UPDATE SET "
-            "updated_at = excluded.updated_at, checked_at = excluded.checked_at",
-            [(intake_bot_id, sid, updated, now) for sid, updated in in_progress],
+            "INSERT INTO in_progress "
+            "(intake_bot_id, submission_id, updated_at, checked_at, data_digest) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (intake_bot_id, submission_id) DO UPDATE SET "
+            "updated_at = excluded.updated_at, checked_at = excluded.checked_at, "
+            "data_digest = excluded.data_digest",
+            [(intake_bot_id, sid, updated, now, digest) for sid, updated, digest in in_progress],
         )
         # One statement per chunk: most pages forget ~100 ids that were never tracked.
         gone = list(not_in_progress)
@@ -305,13 +316,13 @@ class StateStore:
             ).fetchall()
         return {bot: count for bot, count in rows}
 
-    def in_progress(self, intake_bot_id: str, limit: int) -> list[tuple[str, str]]:
-        """Up to ``limit`` (submission id, stored updated_at) of the bot, least recently checked
-        first."""
+    def in_progress(self, intake_bot_id: str, limit: int) -> list[InProgress]:
+        """Up to ``limit`` (submission id, stored updated_at, stored data digest) of the bot,
+        least recently checked first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT submission_id, updated_at FROM in_progress WHERE intake_bot_id = ? "
-                "ORDER BY checked_at, submission_id LIMIT ?",
+                "SELECT submission_id, updated_at, data_digest FROM in_progress "
+                "WHERE intake_bot_id = ? ORDER BY checked_at, submission_id LIMIT ?",
                 (intake_bot_id, limit),
             ).fetchall()
-        return [(row[0], row[1]) for row in rows]
+        return [(row[0], row[1], row[2]) for row in rows]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 
 from iozen_etl.api import RetryPolicy
@@ -215,6 +217,41 @@ def test_webhooks_are_listed_and_a_plan_without_them_is_skipped(tmp_path):
         pro = make_client(box, api_key=box.add_key(["manage:webhooks"], plan="pro"))
         skipped = sync_webhooks(pro, work.lake, state)
     assert skipped.skipped == "feature_not_available" and skipped.webhooks == 0
+
+
+def test_an_empty_webhook_list_is_written_as_an_empty_snapshot(tmp_path):
+    box = sandbox(bots=1)
+    client = make_client(box)
+    hook = client.create_webhook("http://127.0.0.1:9/hook", ["submission.completed"])
+    work = Workspace(tmp_path)
+    with StateStore(work.paths.state_db) as state:
+        sync_webhooks(client, work.lake, state, clock=lambda: "2026-01-01T00:00:00.000Z")
+        client.delete_webhook(hook.id)
+        report = sync_webhooks(client, work.lake, state, clock=lambda: "2026-01-02T00:00:00.000Z")
+    assert report.webhooks == 0
+    files = work.lake.files("webhooks")
+    assert [pq.read_table(path).num_rows for path in files] == [1, 0]
+
+
+def test_an_in_progress_answer_edited_within_the_same_second_is_stored(tmp_path):
+    """Without milliseconds on the wire an edit can leave updated_at as it was: the refresh
+    must still see the new answers (the warehouse breaks the tie by synced_at)."""
+    box = sandbox(bots=1, submissions_per_bot=5, timestamp_precision="s")
+    bot = box.bot_ids()[0]
+    box.clock.advance(10.2)
+    [waiting] = box.generate_submissions(bot, 1, status="IN_PROGRESS")
+    work = Workspace(tmp_path)
+    work.sync(make_client(box))
+    box.update_submission(bot, waiting, data={"notes": "edited"})
+    _, subs = work.sync(make_client(box))
+    assert subs.total("refresh_updated") == 1
+    rows = [r for r in read_table(tmp_path, "submissions").to_pylist() if r["id"] == waiting]
+    assert len({r["updated_at"] for r in rows}) == 1  # the wire showed no change of time
+    newest = max(rows, key=lambda r: r["synced_at"])
+    assert newest["status"] == "IN_PROGRESS"
+    assert json.loads(newest["data"])["notes"] == "edited"
+    _, again = work.sync(make_client(box))
+    assert again.total("refreshed") >= 1 and again.total("refresh_updated") == 0
 
 
 def test_only_chosen_bots_are_synced_and_an_unknown_one_is_reported(tmp_path):

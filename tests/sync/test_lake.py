@@ -7,6 +7,7 @@ import pytest
 
 from iozen_etl.sync import normalise
 from iozen_etl.sync.lake import Lake, safe_segment
+from iozen_etl.sync.schemas import LAKE_TABLES
 from tests.sync.test_normalise import sub
 
 HOSTILE_IDS = [
@@ -64,3 +65,28 @@ def test_refuses_unknown_tables_and_wrong_schemas(tmp_path):
     with pytest.raises(ValueError, match="lake schema"):
         lake.write("submission_answers", "bot1", "a", table)
     assert not any(tmp_path.rglob("*"))
+
+
+def test_every_lake_table_reads_back_with_its_schema(tmp_path):
+    lake = Lake(tmp_path)
+    for table, schema in LAKE_TABLES.items():
+        path = lake.write(
+            table, "bot1" if table != "intake_bots" else None, "s", schema.empty_table()
+        )
+        assert pq.read_table(path).schema.equals(schema), table
+
+
+def test_write_many_checks_every_file_before_writing_any(tmp_path):
+    lake = Lake(tmp_path)
+    good = normalise.submissions_table([sub("s1", {})], "2026-01-01T00:00:00Z")
+    with pytest.raises(ValueError, match="lake schema"):
+        lake.write_many(
+            [("submissions", "bot1", "a", good), ("submission_answers", "bot1", "a", good)]
+        )
+    assert not any(tmp_path.rglob("*"))
+    answers = normalise.answers_table([sub("s1", {"name": "Ann"})])
+    paths = lake.write_many(
+        [("submission_answers", "bot1", "a", answers), ("submissions", "bot1", "a", good)]
+    )
+    assert [pq.read_table(path).num_rows for path in paths] == [1, 1]
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.parquet"] * 2

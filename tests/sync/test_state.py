@@ -9,16 +9,25 @@ from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
 def test_commit_page_moves_the_resume_point_and_tracks_in_progress(tmp_path):
     with StateStore(tmp_path / "state.sqlite") as state:
         state.commit_page(
-            SUBMISSIONS_STREAM, "b1", "c100", 100, in_progress=[("s1", "t1"), ("s2", "t1")]
+            SUBMISSIONS_STREAM,
+            "b1",
+            "c100",
+            100,
+            in_progress=[("s1", "t1", "d1"), ("s2", "t1", None)],
         )
         state.commit_page(
-            SUBMISSIONS_STREAM, "b1", "c200", 50, in_progress=[("s3", "t2")], not_in_progress=["s1"]
+            SUBMISSIONS_STREAM,
+            "b1",
+            "c200",
+            50,
+            in_progress=[("s3", "t2", "d3")],
+            not_in_progress=["s1"],
         )
         row = state.get(SUBMISSIONS_STREAM, "b1")
         assert row is not None
         assert (row.resume_point, row.pages_total, row.rows_total) == ("c200", 2, 150)
         assert state.in_progress_counts() == {"b1": 2}
-        assert sorted(state.in_progress("b1", 10)) == [("s2", "t1"), ("s3", "t2")]
+        assert sorted(state.in_progress("b1", 10)) == [("s2", "t1", None), ("s3", "t2", "d3")]
         assert state.get(SUBMISSIONS_STREAM, "other") is None
 
 
