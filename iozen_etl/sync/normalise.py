@@ -1,19 +1,20 @@
 """Pure normalisation: API records in, Arrow tables conforming to ``schemas.LAKE_TABLES`` out.
 
-Nothing here does I/O. The functions take the client's frozen records (typed structurally below, so
-any object with the same attributes works) and build column lists in one pass, then let Arrow cast
-the ISO timestamps in bulk, which is what keeps a million submissions to a few seconds.
+Nothing here does I/O. The functions take the client's frozen records and build column lists in
+one pass, then let Arrow cast the ISO timestamps in bulk, which is what keeps a million
+submissions to a few seconds.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from iozen_etl.api.models import IntakeBot, Submission, Webhook
 from iozen_etl.sync.schemas import (
     INTAKE_BOT_FIELDS,
     INTAKE_BOTS,
@@ -32,106 +33,6 @@ class NormaliseError(ValueError):
         self.table = table
         self.record_id = record_id
         self.field = field
-
-
-class SchemaItemRecord(Protocol):
-    @property
-    def id(self) -> str | None: ...
-    @property
-    def kind(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def label(self) -> str | None: ...
-    @property
-    def type(self) -> str | None: ...
-    @property
-    def required(self) -> bool | None: ...
-    @property
-    def options(self) -> Sequence[str]: ...
-    @property
-    def content_type(self) -> str | None: ...
-    @property
-    def body(self) -> str | None: ...
-    @property
-    def extra(self) -> Mapping[str, Any]: ...
-
-
-class BotRecord(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def submission_count(self) -> int: ...
-    @property
-    def created_at(self) -> str: ...
-    @property
-    def updated_at(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def share_url(self) -> str | None: ...
-    @property
-    def schema(self) -> Sequence[SchemaItemRecord] | None: ...
-    @property
-    def schema_shape(self) -> str | None: ...
-    @property
-    def extra(self) -> Mapping[str, Any]: ...
-
-
-class SubmissionRecord(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def intake_bot_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def data(self) -> Mapping[str, Any]: ...
-    @property
-    def ai_summary(self) -> str | None: ...
-    @property
-    def is_test(self) -> bool | None: ...
-    @property
-    def file_count(self) -> int | None: ...
-    @property
-    def message_count(self) -> int | None: ...
-    @property
-    def schema_version(self) -> int | None: ...
-    @property
-    def created_at(self) -> str: ...
-    @property
-    def updated_at(self) -> str: ...
-    @property
-    def extra(self) -> Mapping[str, Any]: ...
-
-
-class WebhookRecord(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def url(self) -> str: ...
-    @property
-    def events(self) -> Sequence[str]: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def last_delivery_at(self) -> str | None: ...
-    @property
-    def last_delivery_ok(self) -> bool | None: ...
-    @property
-    def consecutive_fails(self) -> int | None: ...
-    @property
-    def created_at(self) -> str: ...
-    @property
-    def updated_at(self) -> str: ...
-    @property
-    def extra(self) -> Mapping[str, Any]: ...
 
 
 def _json(value: Mapping[str, Any] | None) -> str | None:
@@ -168,7 +69,7 @@ def _synced_column(synced_at: str, rows: int) -> pa.Array:
     return pa.repeat(one[0], rows)
 
 
-def bots_table(bots: Iterable[BotRecord], synced_at: str) -> pa.Table:
+def bots_table(bots: Iterable[IntakeBot], synced_at: str) -> pa.Table:
     rows = list(bots)
     ids = [b.id for b in rows]
     columns = [
@@ -187,7 +88,7 @@ def bots_table(bots: Iterable[BotRecord], synced_at: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=INTAKE_BOTS)
 
 
-def bot_fields_table(bot: BotRecord) -> pa.Table:
+def bot_fields_table(bot: IntakeBot) -> pa.Table:
     """The bot's schema items in schema order; content blocks kept and flagged."""
     items = list(bot.schema or ())
     extras: list[str | None] = []
@@ -218,7 +119,7 @@ def bot_fields_table(bot: BotRecord) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=INTAKE_BOT_FIELDS)
 
 
-def submissions_table(subs: Iterable[SubmissionRecord], synced_at: str) -> pa.Table:
+def submissions_table(subs: Iterable[Submission], synced_at: str) -> pa.Table:
     return page_tables(subs, synced_at)[0]
 
 
@@ -228,7 +129,7 @@ class PageTables(NamedTuple):
     answer_kinds: frozenset[tuple[str, str]]  # distinct (field name, value kind) of the answers
 
 
-def page_tables(subs: Iterable[SubmissionRecord], synced_at: str) -> PageTables:
+def page_tables(subs: Iterable[Submission], synced_at: str) -> PageTables:
     """A page of submissions: one pass builds both tables, sharing the id, bot id and
     ``updated_at`` columns (the timestamps are cast once), and names the answer kinds seen."""
     rows = list(subs)
@@ -319,7 +220,7 @@ def _numbers(values: list[Any], types: list[type]) -> pa.Array:
         return pa.array([None if v is None else float(v) for v in numbers], type=pa.float64())
 
 
-def answers_table(subs: Iterable[SubmissionRecord]) -> pa.Table:
+def answers_table(subs: Iterable[Submission]) -> pa.Table:
     """Long form: one row per answer; a list answer gives one row per item (an empty list, none).
 
     Values land in the column of their kind (text / number / boolean); objects and nested lists
@@ -340,7 +241,7 @@ def answers_table(subs: Iterable[SubmissionRecord]) -> pa.Table:
 
 
 def _answers(
-    rows: Sequence[SubmissionRecord], ids: pa.Array, bot_ids: pa.Array, updated: pa.Array
+    rows: Sequence[Submission], ids: pa.Array, bot_ids: pa.Array, updated: pa.Array
 ) -> tuple[pa.Table, frozenset[tuple[str, str]]]:
     parent = [index for index, sub in enumerate(rows) for _ in sub.data]
     names: list[str] = [name for sub in rows for name in sub.data]
@@ -384,7 +285,7 @@ def _answers(
     return table, frozenset(zip(names, kinds, strict=True))
 
 
-def webhooks_table(hooks: Iterable[WebhookRecord], synced_at: str) -> pa.Table:
+def webhooks_table(hooks: Iterable[Webhook], synced_at: str) -> pa.Table:
     rows = list(hooks)
     ids = [h.id for h in rows]
     columns = [
