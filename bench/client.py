@@ -18,17 +18,13 @@ real server would be, so it does not compete with the client for this process's 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 
+from bench.support import sandbox_process
 from iozen_etl.api import IozenClient, IozenError, RateBudget
 
 SPEED_SUBMISSIONS = 10_000
@@ -38,26 +34,6 @@ SHARE_WINDOW_S = 12.0
 SHARE_WINDOWS = 2
 SHARE_LATENCY_MS = 150.0
 SHARE_STREAMS = 4
-
-
-@contextlib.contextmanager
-def sandbox_process(*options: str) -> Iterator[tuple[str, str]]:
-    """(base URL, API key) of a sandbox served by a child process until the block ends."""
-    command = [sys.executable, "-m", "iozen_etl.sandbox", "--port", "0", *options]
-    child = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        assert child.stdout is not None
-        lines = dict(child.stdout.readline().strip().split("=", 1) for _ in range(2))
-        yield lines["IOZEN_BASE_URL"], lines["IOZEN_API_KEY"]
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
 
 
 def first_bot_ids(base_url: str, api_key: str) -> list[str]:

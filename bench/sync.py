@@ -18,13 +18,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from bench import support
 
 REPO = Path(__file__).resolve().parents[1]
 BOTS = 1000
@@ -49,33 +51,12 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-@contextmanager
-def sandbox_process(bots: int, per_bot: int) -> Iterator[tuple[str, str]]:
-    """A sandbox served by its own process; yields (base URL, API key)."""
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "iozen_etl.sandbox", "--port", "0", "--bots", str(bots)),
-            *("--submissions-per-bot", str(per_bot), "--rate-limit", UNLIMITED),
-        ],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
+def sandbox_process(bots: int, per_bot: int) -> AbstractContextManager[tuple[str, str]]:
+    """A sandbox of ``bots`` bots with no rate limit, served by its own process."""
+    return support.sandbox_process(
+        *("--bots", str(bots), "--submissions-per-bot", str(per_bot)),
+        *("--rate-limit", UNLIMITED),
     )
-    try:
-        assert process.stdout is not None
-        found: dict[str, str] = {}
-        while len(found) < 2:
-            line = process.stdout.readline()
-            if not line:
-                raise RuntimeError("the sandbox exited before printing its address")
-            name, _, value = line.strip().partition("=")
-            if name in ("IOZEN_BASE_URL", "IOZEN_API_KEY"):
-                found[name] = value
-        yield found["IOZEN_BASE_URL"], found["IOZEN_API_KEY"]
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def bare_fetch(base_url: str, api_key: str, concurrency: int = CONCURRENCY) -> dict[str, Any]:
