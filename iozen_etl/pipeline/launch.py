@@ -74,7 +74,8 @@ def run_sync(
         targets = list(bots)
     else:
         # Bots discovered by this run's listing were not in its partition range.
-        targets = [key for key in after if key not in set(known)]
+        seen = set(known)
+        targets = [key for key in after if key not in seen]
     for start, end in contiguous_ranges(after, targets):
         say(f"syncing bots {start}..{end} ({mode})")
         tags = range_tags(start, end, mode)

@@ -7,12 +7,11 @@ from typing import Any
 
 import dagster as dg
 
+from iozen_etl.pipeline.assets import POOL
 from iozen_etl.pipeline.partitions import CSV_PARTITIONS
 from iozen_etl.pipeline.reporting import replay_metadata
 from iozen_etl.replay import replay_csv
 from iozen_etl.resources import DataDirResource, IozenApiResource
-
-POOL = "iozen"
 
 
 def default_bot_for(partition_key: str) -> str | None:
