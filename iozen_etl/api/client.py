@@ -303,7 +303,9 @@ class IozenClient:
     ) -> Iterator[Page[ItemT]]:
         return iter_pages(
             lambda cursor: self._fetch_list(path, items_key, cursor, PAGE_SIZE),
-            lambda listed, cursor: self._build_page(listed, parse, cursor, with_schema=with_schema),
+            lambda listed, cursor, previous: self._build_page(
+                listed, parse, cursor, previous, with_schema=with_schema
+            ),
             resume_point,
             path=path,
         )
@@ -330,16 +332,14 @@ class IozenClient:
         listed: _Listed,
         parse: Callable[[Any], ItemT],
         cursor: str | None,
+        previous: ItemT | None = None,
         *,
         with_schema: bool = False,
     ) -> Page[ItemT]:
-        items = []
-        for position, raw in enumerate(listed.raw_items):
-            try:
-                items.append(parse(raw))
-            except WireFormatError as exc:
-                problem = f"{listed.items_key}[{position}]: {exc}"
-                raise _malformed(problem, listed.path, listed.answer) from None
+        try:
+            items = [parse(raw) for raw in listed.raw_items]
+        except WireFormatError:
+            raise self._malformed_item(listed, parse) from None
         schema = None
         raw_schema = listed.answer.data.get("schema") if listed.answer.data else None
         if with_schema and raw_schema is not None:
@@ -351,7 +351,19 @@ class IozenClient:
             cursor=cursor,
             request_id=listed.request_id,
             schema=schema,
+            previous=previous,
         )
+
+    @staticmethod
+    def _malformed_item(listed: _Listed, parse: Callable[[Any], object]) -> MalformedResponse:
+        """The error naming the first item of a page that cannot be read (found only on failure)."""
+        for position, raw in enumerate(listed.raw_items):
+            try:
+                parse(raw)
+            except WireFormatError as exc:
+                problem = f"{listed.items_key}[{position}]: {exc}"
+                return _malformed(problem, listed.path, listed.answer)
+        return _malformed(f"{listed.items_key}: unreadable item", listed.path, listed.answer)
 
     def _list_schema(self, raw: Any, listed: _Listed) -> tuple[SchemaItem, ...]:
         # Every page of a bot repeats the same schema: parse it once per change.

@@ -7,8 +7,8 @@ opaque: nothing here assumes a cursor is an item id.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from datetime import datetime
 from itertools import pairwise
 from typing import Protocol, TypeVar
@@ -47,11 +47,11 @@ def is_ascending(items: Sequence[Ordered], previous: Ordered | None = None) -> b
     chain = ([previous] if previous is not None else []) + list(items)
     if len(chain) < 2:
         return all(order_key(item) is not None for item in chain)
-    stamps = [item.created_at for item in chain]
-    width = len(stamps[0])
-    if all(len(stamp) == width and stamp.endswith("Z") for stamp in stamps):
+    pairs = list(map(_created_and_id, chain))
+    width = len(pairs[0][0])
+    if all(len(stamp) == width and stamp[-1:] == "Z" for stamp, _ in pairs):
         # Same-shaped UTC stamps sort as text; this skips parsing 100 times a page.
-        return all((a.created_at, a.id) < (b.created_at, b.id) for a, b in pairwise(chain))
+        return all(map(operator.lt, pairs, pairs[1:]))
     keys = []
     for item in chain:
         key = order_key(item)
@@ -59,6 +59,9 @@ def is_ascending(items: Sequence[Ordered], previous: Ordered | None = None) -> b
             return False
         keys.append(key)
     return all(a < b for a, b in pairwise(keys))
+
+
+_created_and_id = operator.attrgetter("created_at", "id")
 
 
 def build_page(
@@ -69,8 +72,12 @@ def build_page(
     cursor: str | None,
     request_id: str | None,
     schema: tuple[SchemaItem, ...] | None = None,
+    previous: Ordered | None = None,
 ) -> Page[ItemT]:
-    """A page whose resume point is the next cursor, else the last item's id, else ``cursor``."""
+    """A page whose resume point is the next cursor, else the last item's id, else ``cursor``.
+
+    ``in_order`` also compares the first item with ``previous``, the last item of the page before.
+    """
     if next_cursor is not None:
         resume_point: str | None = next_cursor
     elif items:
@@ -82,7 +89,7 @@ def build_page(
         has_more=has_more,
         next_cursor=next_cursor,
         resume_point=resume_point,
-        in_order=is_ascending(items),
+        in_order=is_ascending(items, previous),
         request_id=request_id,
         schema=schema,
     )
@@ -106,24 +113,22 @@ FetchedT = TypeVar("FetchedT", bound=Fetched)
 
 def iter_pages(
     fetch: Callable[[str | None], FetchedT],
-    build: Callable[[FetchedT, str | None], Page[ItemT]],
+    build: Callable[[FetchedT, str | None, ItemT | None], Page[ItemT]],
     resume_point: str | None,
     *,
     path: str,
 ) -> Iterator[Page[ItemT]]:
     """Pages from ``resume_point`` (None: the start) until the server says there are no more.
 
-    ``fetch`` reads one answer off the wire and ``build`` turns it into a Page. ``in_order`` of
-    each yielded page also compares its first item with the previous page's last item, so a
-    caller can fall back to a full scan of the stream (DECISIONS.md #5).
+    ``fetch`` reads one answer off the wire and ``build`` turns it into a Page, given the previous
+    page's last item, so that ``in_order`` covers the seam between pages too and a caller can fall
+    back to a full scan of the stream (DECISIONS.md #5).
     """
     cursor = resume_point
     previous: ItemT | None = None
     while True:
         fetched = fetch(cursor)
-        page = build(fetched, cursor)
-        if page.in_order and previous is not None and page.items:
-            page = replace(page, in_order=is_ascending(page.items[:1], previous))
+        page = build(fetched, cursor, previous)
         yield page
         if page.items:
             previous = page.items[-1]
