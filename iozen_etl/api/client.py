@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -52,6 +51,7 @@ from iozen_etl.api.models import (
     Submission,
     Webhook,
     WireFormatError,
+    listed_submission_parser,
     parse_created_submission,
     parse_intake_bot,
     parse_schema,
@@ -147,7 +147,6 @@ class IozenClient:
         self.budget = budget
         self._schema_cache: tuple[Any, tuple[SchemaItem, ...]] | None = None
         self._http = httpx.Client(
-            base_url=self.base_url,
             transport=transport,
             timeout=httpx.Timeout(timeout),
             headers={
@@ -201,7 +200,7 @@ class IozenClient:
         """One page of a bot's submissions; ``Page.schema`` holds the list's sibling schema."""
         path = f"/intake-bots/{_segment(bot_id)}/submissions"
         listed = self._fetch_list(path, "submissions", cursor, limit)
-        parse = partial(parse_submission, bot_id=bot_id, detail=False)
+        parse = listed_submission_parser(bot_id)
         return self._build_page(listed, parse, cursor, with_schema=True)
 
     def iter_submission_pages(
@@ -209,7 +208,7 @@ class IozenClient:
     ) -> Iterator[Page[Submission]]:
         """Pages of a bot's submissions from ``resume_point`` to the end."""
         path = f"/intake-bots/{_segment(bot_id)}/submissions"
-        parse = partial(parse_submission, bot_id=bot_id, detail=False)
+        parse = listed_submission_parser(bot_id)
         return self._iter_pages(path, "submissions", parse, resume_point, with_schema=True)
 
     def get_submission(self, bot_id: str, submission_id: str) -> Submission:
@@ -399,13 +398,20 @@ class IozenClient:
         idempotency_key: str | None = None,
         expect_body: bool = True,
     ) -> _Answer:
-        headers: dict[str, str] = {}
+        # The whole URL as one string: httpx's own merging of a base URL and a params dict cost
+        # ~0.15 ms a request, which is 3% of reading a page of submissions.
+        url = self.base_url + path
+        if params:
+            url += "?" + "&".join(
+                f"{name}={quote(str(value), safe='')}" for name, value in params.items()
+            )
+        headers: dict[str, str] | None = None
         content: bytes | None = None
         if body is not None:
             content = _encode(body, method, path)
-            headers["Content-Type"] = "application/json"
+            headers = {"Content-Type": "application/json"}
         if idempotency_key is not None:
-            headers["Idempotency-Key"] = idempotency_key
+            headers = {**(headers or {}), "Idempotency-Key": idempotency_key}
         # A repeat is harmless for GET and DELETE, and for a POST the server can deduplicate.
         repeatable = method in ("GET", "DELETE") or idempotency_key is not None
         waited = 0.0
@@ -416,9 +422,7 @@ class IozenClient:
             ticket, paced = self.budget.acquire()
             self.stats.count_request(paced)
             try:
-                response = self._http.request(
-                    method, path, params=params, content=content, headers=headers
-                )
+                response = self._http.request(method, url, content=content, headers=headers)
             except httpx.RequestError as exc:
                 self.budget.release(ticket)
                 failure = self._transport_failure(exc, method, path, attempt, repeatable)

@@ -10,7 +10,8 @@ response naming the request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import operator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
@@ -267,12 +268,74 @@ def parse_intake_bot(raw: Any, *, detail: bool) -> IntakeBot:
     )
 
 
+# A list item exactly as the reference documents it: these ten keys, nothing more.
+_LISTED_SUBMISSION = operator.itemgetter(
+    "id",
+    "status",
+    "data",
+    "ai_summary",
+    "is_test",
+    "file_count",
+    "message_count",
+    "schema_version",
+    "created_at",
+    "updated_at",
+)
+
+
 def parse_submission(raw: Any, *, bot_id: str, detail: bool) -> Submission:
     """A submission from a list item or the detail's ``data.submission``."""
+    if not detail:
+        return listed_submission_parser(bot_id)(raw)
+    return _any_submission(raw, bot_id, detail)
+
+
+def listed_submission_parser(bot_id: str) -> Callable[[Any], Submission]:
+    """``parse_submission(raw, bot_id=bot_id, detail=False)`` as a one-argument function: the
+    form a page's 100 items are parsed with (the hot path of every sync).
+
+    A list item of exactly the documented keys and JSON types is read with one C-level lookup
+    and type tests alone; anything else goes the general way. Both give the same record for the
+    same input (the tests check it).
+    """
+
+    def parse(raw: Any) -> Submission:
+        if type(raw) is dict and len(raw) == 10:
+            try:
+                id_, status, data, summary, is_test, files, messages, version, created, updated = (
+                    _LISTED_SUBMISSION(raw)
+                )
+            except KeyError:
+                return _any_submission(raw, bot_id, False)
+            if (
+                type(id_) is str
+                and type(created) is str
+                and type(updated) is str
+                and type(status) is str
+                and type(data) is dict
+                and (summary is None or type(summary) is str)
+                and type(is_test) is bool
+                and type(files) is int
+                and type(messages) is int
+                and type(version) is int
+                and id_
+                and created
+                and updated
+            ):
+                return Submission(
+                    id_, bot_id, status, data, summary, is_test, files, messages, version,
+                    created, updated, None, EMPTY,
+                )  # fmt: skip
+        return _any_submission(raw, bot_id, False)
+
+    return parse
+
+
+def _any_submission(raw: Any, bot_id: str, detail: bool) -> Submission:
     if detail and isinstance(raw, Mapping) and isinstance(raw.get("submission"), Mapping):
         raw = raw["submission"]
-    # The hot path of every sync (100 calls a page): exact-type tests first, which are what the
-    # JSON decoder produces, and the slower general checks only when one fails.
+    # Exact-type tests first, which are what the JSON decoder produces, and the slower general
+    # checks only when one fails.
     if type(raw) is not dict:
         raw = _object(raw, "submission")
     get = raw.get
