@@ -87,6 +87,9 @@ class LoadReport:
     published: bool
     publish_skipped_reason: str | None
     seconds: Mapping[str, float] = field(default_factory=dict)
+    # How the snapshot was made: "reflink", "spare" (changed blocks only) or "copy".
+    publish_method: str = ""
+    publish_bytes_written: int = 0
 
     def metadata(self) -> dict[str, object]:
         """A flat, JSON-friendly view for Dagster metadata."""
@@ -102,6 +105,8 @@ class LoadReport:
             "wide_views": asdict(self.wide_views),
             "published": self.published,
             "publish_skipped_reason": self.publish_skipped_reason,
+            "publish_method": self.publish_method,
+            "publish_bytes_written": self.publish_bytes_written,
             "seconds": dict(self.seconds),
         }
 
@@ -387,7 +392,7 @@ def _load(
         seconds["checkpoint"] = time.perf_counter() - phase
         phase = time.perf_counter()
         # Copied while the writer connection is still open: its lock keeps everyone else out.
-        skipped = publish_copy(paths.writer_db, paths.published_db)
+        publication = publish_copy(paths.writer_db, paths.published_db)
         seconds["publish"] = time.perf_counter() - phase
     finally:
         con.close()
@@ -405,9 +410,11 @@ def _load(
         column_schemas=column_schemas,
         mirrored=mirrored,
         wide_views=views,
-        published=skipped is None,
-        publish_skipped_reason=skipped,
+        published=publication.skipped is None,
+        publish_skipped_reason=publication.skipped,
         seconds={name: round(value, 4) for name, value in seconds.items()},
+        publish_method=publication.method,
+        publish_bytes_written=publication.bytes_written,
     )
 
 

@@ -9,12 +9,19 @@ import sys
 import textwrap
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse import WarehouseBusy, load_warehouse
 from iozen_etl.warehouse.load import _lock_path
-from iozen_etl.warehouse.publish import writer_lock
+from iozen_etl.warehouse.publish import (
+    DELTA_CHUNK,
+    _rewrite_changed_blocks,
+    _stage_copy,
+    _stage_reflink,
+    writer_lock,
+)
 from tests.warehouse.lake import bot_row, fetch, submission_row, write_lake, write_submissions
 
 HOLDING_READER = textwrap.dedent(
@@ -184,3 +191,139 @@ def test_publish_waits_while_an_analyst_writes_to_the_snapshot(paths: DataPaths)
     report = load_warehouse(paths)
     assert report.published and not wal.exists()
     assert fetch(paths, "select count(*) from submissions") == [(2,)]
+
+
+def _spare(paths: DataPaths) -> Path:
+    return paths.published_db.with_name(paths.published_db.name + ".spare")
+
+
+def _methods_or_skip(paths: DataPaths, loads: int, start: int) -> list[str]:
+    methods = []
+    for load in range(loads):
+        _page(paths, start + load * 2, 2, f"m{start + load}")
+        report = load_warehouse(paths)
+        assert report.published
+        methods.append(report.publish_method)
+    if "reflink" in methods:
+        pytest.skip("this file system makes reflinks: no copy, no spare")
+    return methods
+
+
+def test_publication_rewrites_only_the_changed_blocks_of_the_spare(paths: DataPaths) -> None:
+    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "One", 0)])
+    _page(paths, 0, 2, "p0")
+    first = load_warehouse(paths)
+    first_inode = paths.published_db.stat().st_ino
+    # The first two publications copy; from then on, the snapshot two loads old is rewritten.
+    assert [first.publish_method, *_methods_or_skip(paths, 3, 10)] == [
+        "copy",
+        "copy",
+        "spare",
+        "spare",
+    ]
+    report = load_warehouse(paths)
+    assert report.publish_method == "spare"
+    assert 0 < report.publish_bytes_written < paths.published_db.stat().st_size
+    assert report.metadata()["publish_method"] == "spare"
+    # Byte for byte the writer file, read-only, and the spare is the replaced snapshot.
+    assert paths.published_db.read_bytes() == paths.writer_db.read_bytes()
+    assert paths.published_db.stat().st_mode & 0o777 == 0o444
+    assert _spare(paths).stat().st_nlink == 1
+    assert first_inode in (paths.published_db.stat().st_ino, _spare(paths).stat().st_ino)
+    assert fetch(paths, "select count(*) from submissions") == [(8,)]
+
+
+@pytest.mark.slow
+def test_a_reader_of_an_old_snapshot_keeps_it_whole(paths: DataPaths) -> None:
+    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "One", 0)])
+    _page(paths, 0, 1, "p0")
+    load_warehouse(paths)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_READER, str(paths.published_db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdin is not None and reader.stdout is not None
+    try:
+        assert reader.stdout.readline().split() == ["before", "1"]
+        # Load 2 makes the reader's snapshot the spare; load 3 must not rewrite it (the
+        # reader holds it) and copies; load 4 rewrites load 2's snapshot, which nobody holds.
+        methods = _methods_or_skip(paths, 3, 10)
+        assert methods == ["copy", "copy", "spare"]
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["held", "1"]
+        assert reader.stdout.readline().split() == ["fresh", "7"]
+    finally:
+        reader.communicate(timeout=60)
+    assert reader.returncode == 0
+
+
+def test_a_connection_of_the_loading_process_is_never_rewritten(paths: DataPaths) -> None:
+    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "One", 0)])
+    _page(paths, 0, 1, "p0")
+    load_warehouse(paths)
+    held = duckdb.connect(str(paths.published_db), read_only=True)
+    try:
+        before = held.execute("select * from submissions order by id").fetchall()
+        # Its own process's lock is invisible to F_GETLK; the spare check must still see it.
+        assert _methods_or_skip(paths, 3, 10) == ["copy", "copy", "spare"]
+        assert held.execute("select * from submissions order by id").fetchall() == before
+        assert held.execute("select count(*) from submission_answers").fetchall() == [(3,)]
+    finally:
+        held.close()
+
+
+def test_a_spare_still_linked_to_the_snapshot_is_left_alone(paths: DataPaths) -> None:
+    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "One", 0)])
+    _page(paths, 0, 1, "p0")
+    load_warehouse(paths)
+    _methods_or_skip(paths, 1, 10)
+    # As a load killed between linking the spare and the rename leaves it: the spare is the
+    # published file itself, which readers open.
+    _spare(paths).unlink()
+    os.link(paths.published_db, _spare(paths))
+    with open(paths.published_db, "rb") as old_snapshot:
+        before = old_snapshot.read()
+        _page(paths, 20, 2, "p20")
+        report = load_warehouse(paths)
+        assert report.publish_method == "copy"
+        old_snapshot.seek(0)
+        assert old_snapshot.read() == before
+    assert fetch(paths, "select count(*) from submissions") == [(5,)]
+    assert load_warehouse(paths).publish_method == "spare"
+
+
+def test_a_file_system_without_reflinks_gets_a_copy(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(os.urandom(3 * DELTA_CHUNK + 5))
+    staging = tmp_path / "staging"
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        if _stage_reflink(fd, staging):
+            assert staging.read_bytes() == source.read_bytes()
+            staging.unlink()
+        assert not staging.exists()  # refused: nothing left behind
+        assert _stage_copy(fd, staging) == source.stat().st_size
+        assert staging.read_bytes() == source.read_bytes()
+    finally:
+        os.close(fd)
+
+
+def test_rewriting_changed_blocks_gives_the_same_bytes(tmp_path: Path) -> None:
+    new = bytearray(os.urandom(4 * DELTA_CHUNK + 100))
+    old = bytearray(new)
+    old[DELTA_CHUNK + 7] ^= 0xFF  # one differing block
+    old += os.urandom(DELTA_CHUNK)  # longer than the new file
+    source, target = tmp_path / "new", tmp_path / "old"
+    source.write_bytes(new)
+    target.write_bytes(old)
+    source_fd = os.open(source, os.O_RDONLY)
+    target_fd = os.open(target, os.O_RDWR)
+    try:
+        assert _rewrite_changed_blocks(source_fd, target_fd) == DELTA_CHUNK
+    finally:
+        os.close(source_fd)
+        os.close(target_fd)
+    assert target.read_bytes() == bytes(new)
