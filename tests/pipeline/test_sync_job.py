@@ -10,7 +10,7 @@ import duckdb
 from iozen_etl.definitions import defs
 from iozen_etl.pipeline.assets import intake_bots, submissions, warehouse, webhooks
 from iozen_etl.pipeline.automation import sync_job
-from iozen_etl.pipeline.launch import run_sync
+from iozen_etl.pipeline.launch import open_instance, run_sync
 from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, serve
@@ -44,6 +44,27 @@ def test_first_sync_then_incremental_matches_the_sandbox(world):
         facts = second.metadata["submissions"]
         assert facts["run/rows_new"] == 7  # the last run's rows: the new bot's
         assert second.metadata["intake_bots"]["partitions_added"] == 1
+
+
+def test_a_run_over_every_bot_announces_itself_with_one_planned_event(world, monkeypatch):
+    # open_instance() sets the Dagster switches of the command line (and the Makefile): the run
+    # over N bot partitions writes one planned event, not N, and still materializes all N.
+    for name in ("DAGSTER_HOME", "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"):
+        monkeypatch.delenv(name, raising=False)
+    with open_instance() as instance:
+        assert run_sync(defs, instance, say=lambda line: None).success
+        bots = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+        outcome = run_sync(defs, instance, say=lambda line: None)
+        assert outcome.success and outcome.runs == 1
+        (run,) = instance.get_runs(limit=1)
+        planned = instance.all_logs(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+        )
+        submissions = dg.AssetKey("submissions")
+        submissions_planned = [e for e in planned if e.dagster_event.asset_key == submissions]
+        assert len(bots) > 1 and len(submissions_planned) == 1
+        materialized = instance.get_materialized_partitions(dg.AssetKey("submissions"))
+        assert materialized == set(bots)
 
 
 def test_sync_of_unknown_bot_fails_with_one_line_reason(world):
