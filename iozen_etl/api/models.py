@@ -156,22 +156,20 @@ _BOT_KEYS = frozenset(
         "schema",
     }
 )
-_SUBMISSION_KEYS = frozenset(
-    {
-        "id",
-        "intake_bot_id",
-        "status",
-        "data",
-        "ai_summary",
-        "is_test",
-        "file_count",
-        "message_count",
-        "schema_version",
-        "created_at",
-        "updated_at",
-        "messages",
-    }
+# A list item as the reference documents it; the detail adds ``intake_bot_id`` and ``messages``.
+_LISTED_SUBMISSION_KEYS = (
+    "id",
+    "status",
+    "data",
+    "ai_summary",
+    "is_test",
+    "file_count",
+    "message_count",
+    "schema_version",
+    "created_at",
+    "updated_at",
 )
+_SUBMISSION_KEYS = frozenset({*_LISTED_SUBMISSION_KEYS, "intake_bot_id", "messages"})
 _MESSAGE_KEYS = frozenset({"id", "role", "content", "created_at"})
 _WEBHOOK_KEYS = frozenset(
     {
@@ -268,19 +266,7 @@ def parse_intake_bot(raw: Any, *, detail: bool) -> IntakeBot:
     )
 
 
-# A list item exactly as the reference documents it: these ten keys, nothing more.
-_LISTED_SUBMISSION = operator.itemgetter(
-    "id",
-    "status",
-    "data",
-    "ai_summary",
-    "is_test",
-    "file_count",
-    "message_count",
-    "schema_version",
-    "created_at",
-    "updated_at",
-)
+_LISTED_SUBMISSION = operator.itemgetter(*_LISTED_SUBMISSION_KEYS)
 
 
 def parse_submission(raw: Any, *, bot_id: str, detail: bool) -> Submission:
@@ -300,7 +286,7 @@ def listed_submission_parser(bot_id: str) -> Callable[[Any], Submission]:
     """
 
     def parse(raw: Any) -> Submission:
-        if type(raw) is dict and len(raw) == 10:
+        if type(raw) is dict and len(raw) == len(_LISTED_SUBMISSION_KEYS):
             try:
                 id_, status, data, summary, is_test, files, messages, version, created, updated = (
                     _LISTED_SUBMISSION(raw)
