@@ -174,12 +174,16 @@ def _types_compatible(found: pa.DataType, declared: pa.DataType) -> bool:
     return False
 
 
-def check_file(lake_root: Path, lake_file: LakeFile) -> tuple[int, str | None]:
-    """Read the footer only: (row count, None) or (0, why the file cannot be loaded)."""
+# A file's columns as (name, type) in file order: files with equal ones read alike.
+Columns = tuple[tuple[str, str], ...]
+
+
+def check_file(lake_root: Path, lake_file: LakeFile) -> tuple[int, str | None, Columns]:
+    """Read the footer only: (row count, None, columns) or (0, why it cannot be loaded, ())."""
     try:
         metadata = pq.read_metadata(lake_root / lake_file.rel_path)
     except (OSError, pa.ArrowException) as error:
-        return 0, f"unreadable Parquet file: {error}"
+        return 0, f"unreadable Parquet file: {error}", ()
     schema = metadata.schema.to_arrow_schema()
     problems = []
     for declared in LAKE_TABLES[lake_file.table]:
@@ -191,8 +195,8 @@ def check_file(lake_root: Path, lake_file: LakeFile) -> tuple[int, str | None]:
                 f"column {declared.name} is {schema.field(index).type}, expected {declared.type}"
             )
     if problems:
-        return 0, "; ".join(problems)
-    return int(metadata.num_rows), None
+        return 0, "; ".join(problems), ()
+    return int(metadata.num_rows), None, tuple((f.name, str(f.type)) for f in schema)
 
 
 def _read_ledger(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
@@ -289,9 +293,13 @@ def _merge_all(
     ledger: Mapping[str, tuple[int, int, int]],
     load_id: int,
     batch_rows: int,
+    columns: Mapping[str, Columns],
 ) -> dict[str, TableCounts]:
     def paths_of(table: str, chosen: Sequence[LakeFile]) -> list[str]:
         return [str(lake_root / f.rel_path) for f in chosen if f.table == table]
+
+    def uniform(table: str, chosen: Sequence[LakeFile]) -> bool:
+        return len({columns[f.rel_path] for f in chosen if f.table == table}) <= 1
 
     every = [f for f, _ in files]
     tables = {"intake_bots": merge_keyed(con, "intake_bots", paths_of("intake_bots", every))}
@@ -311,10 +319,19 @@ def _merge_all(
     tables["submissions"] = tables["submission_answers"] = TableCounts()
     con.execute("create or replace temp table changed_submissions (submission_id varchar)")
     for batch in _bot_batches(files, batch_rows) or [[]]:
-        counts = merge_keyed(con, "submissions", paths_of("submissions", batch))
+        counts = merge_keyed(
+            con,
+            "submissions",
+            paths_of("submissions", batch),
+            uniform=uniform("submissions", batch),
+        )
         tables["submissions"] = _sum_counts(tables["submissions"], counts)
         # After submissions: answers are accepted against the stored submission versions.
-        counts = merge_answers(con, paths_of("submission_answers", batch))
+        counts = merge_answers(
+            con,
+            paths_of("submission_answers", batch),
+            uniform=uniform("submission_answers", batch),
+        )
         tables["submission_answers"] = _sum_counts(tables["submission_answers"], counts)
         con.execute(
             "insert into changed_submissions"
@@ -358,9 +375,10 @@ def _load(
         ledger = _read_ledger(con)
         pending = new_files(list_lake(lake_root), ledger)
         good: list[tuple[LakeFile, int]] = []
+        columns: dict[str, Columns] = {}
         rejected: list[RejectedFile] = []
         for lake_file in pending:
-            row_count, reason = check_file(lake_root, lake_file)
+            row_count, reason, columns[lake_file.rel_path] = check_file(lake_root, lake_file)
             if reason is None:
                 good.append((lake_file, row_count))
             else:
@@ -371,7 +389,7 @@ def _load(
         con.execute("begin transaction")
         try:
             load_id = scalar(con, "select coalesce(max(load_id), 0) + 1 from load_runs")
-            tables = _merge_all(con, lake_root, good, ledger, load_id, batch_rows)
+            tables = _merge_all(con, lake_root, good, ledger, load_id, batch_rows, columns)
             _record_files(con, good, load_id, clock())
             mirrored = mirror_state(con, paths.state_db)
             schemas_moved = any(

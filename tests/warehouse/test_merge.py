@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from iozen_etl.settings import DataPaths
+from iozen_etl.sync.schemas import LAKE_TABLES
 from iozen_etl.warehouse import TableCounts, load_warehouse, rebuild_warehouse
 from tests.warehouse.lake import (
     answer_rows,
@@ -294,3 +295,48 @@ def test_incremental_loads_in_any_order_match_ground_truth_and_rebuild(
     incremental = {t: table_rows(paths, t) for t in ("submissions", "submission_answers")}
     rebuild_warehouse(paths)
     assert {t: table_rows(paths, t) for t in incremental} == incremental
+
+
+def _write_other_schema(path: Path, rows: list[dict[str, Any]], table: str) -> None:
+    """As another writer would: columns reversed, integers as int32, one extra column."""
+    fields = [
+        pa.field(f.name, pa.int32()) if pa.types.is_int64(f.type) else f
+        for f in reversed(LAKE_TABLES[table])
+    ]
+    data = pa.Table.from_pylist(rows, schema=pa.schema(fields))
+    data = data.append_column("written_by", pa.array(["other"] * len(rows)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(data, path)
+
+
+def test_files_of_different_column_layouts_load_together(paths: DataPaths) -> None:
+    _one_bot(paths)
+    first = [submission_row(f"s{i}", "b1", 10, {"a": f"x{i}", "n": i}) for i in range(3)]
+    # Files alike: read without unifying their types.
+    write_submissions(paths.parquet, first, bot_id="b1", stem="p0")
+    assert load_warehouse(paths).tables["submissions"] == TableCounts(inserted=3)
+    # In one load, a file of another layout (first by name: int32 counts) and one as the
+    # extraction writes it, whose count does not fit an int32: the types must be unified.
+    other = [submission_row(f"t{i}", "b1", 10, {"a": f"y{i}", "n": i}) for i in range(2)]
+    _write_other_schema(
+        paths.parquet / "submissions" / "bot_id=b1" / "a0.parquet", other, "submissions"
+    )
+    _write_other_schema(
+        paths.parquet / "submission_answers" / "bot_id=b1" / "a0.parquet",
+        answer_rows(other),
+        "submission_answers",
+    )
+    big = submission_row("s9", "b1", 10, {"a": "z", "n": 9})
+    big["message_count"] = 2**40
+    write_submissions(paths.parquet, [big], bot_id="b1", stem="p1")
+    report = load_warehouse(paths)
+    assert report.rejected == ()
+    assert report.tables["submissions"] == TableCounts(inserted=3)
+    assert report.tables["submission_answers"] == TableCounts(inserted=6)
+    assert _answers(paths, "t1") == {"a": "y1", "n": 1.0}
+    assert fetch(
+        paths, "select id, message_count from submissions where id in ('t1', 's9') order by id"
+    ) == [("s9", 2**40), ("t1", 1)]
+    loaded = fetch(paths, "select * from submissions order by id")
+    rebuild_warehouse(paths)
+    assert fetch(paths, "select * from submissions order by id") == loaded
