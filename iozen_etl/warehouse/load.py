@@ -174,19 +174,9 @@ def _types_compatible(found: pa.DataType, declared: pa.DataType) -> bool:
     return False
 
 
-# A file's columns as (name, type) in file order: files with equal ones read alike.
-Columns = tuple[tuple[str, str], ...]
-
-
-def check_file(lake_root: Path, lake_file: LakeFile) -> tuple[int, str | None, Columns]:
-    """Read the footer only: (row count, None, columns) or (0, why it cannot be loaded, ())."""
-    try:
-        metadata = pq.read_metadata(lake_root / lake_file.rel_path)
-    except (OSError, pa.ArrowException) as error:
-        return 0, f"unreadable Parquet file: {error}", ()
-    schema = metadata.schema.to_arrow_schema()
+def _schema_problems(table: str, schema: pa.Schema) -> str | None:
     problems = []
-    for declared in LAKE_TABLES[lake_file.table]:
+    for declared in LAKE_TABLES[table]:
         index = schema.get_field_index(declared.name)
         if index < 0:
             problems.append(f"missing column {declared.name}")
@@ -194,9 +184,46 @@ def check_file(lake_root: Path, lake_file: LakeFile) -> tuple[int, str | None, C
             problems.append(
                 f"column {declared.name} is {schema.field(index).type}, expected {declared.type}"
             )
-    if problems:
-        return 0, "; ".join(problems), ()
-    return int(metadata.num_rows), None, tuple((f.name, str(f.type)) for f in schema)
+    return "; ".join(problems) or None
+
+
+class FooterChecks:
+    """Checks new lake files by their Parquet footer alone, judging each distinct schema once.
+
+    Most files of a table share one schema, so a file whose schema equals one already judged
+    costs only the read of its footer. Files are given the same layout number when their
+    Parquet schemas are equal: DuckDB then reads them alike, without unifying them by name.
+    """
+
+    # Schemas remembered per table; a lake with more distinct ones is judged file by file.
+    REMEMBERED = 16
+
+    def __init__(self, lake_root: Path) -> None:
+        self._lake_root = lake_root
+        self._seen: dict[str, list[tuple[pq.ParquetSchema, str | None, int]]] = {}
+        self._layouts = 0
+
+    def _judge(self, table: str, schema: pq.ParquetSchema) -> tuple[str | None, int]:
+        seen = self._seen.setdefault(table, [])
+        for known, problems, layout in seen:
+            if schema.equals(known):
+                return problems, layout
+        problems = _schema_problems(table, schema.to_arrow_schema())
+        self._layouts += 1
+        if len(seen) < self.REMEMBERED:
+            seen.append((schema, problems, self._layouts))
+        return problems, self._layouts
+
+    def check(self, lake_file: LakeFile) -> tuple[int, str | None, int]:
+        """(row count, None, layout) or (0, why the file cannot be loaded, -1)."""
+        try:
+            metadata = pq.read_metadata(self._lake_root / lake_file.rel_path)
+        except (OSError, pa.ArrowException) as error:
+            return 0, f"unreadable Parquet file: {error}", -1
+        problems, layout = self._judge(lake_file.table, metadata.schema)
+        if problems:
+            return 0, problems, -1
+        return int(metadata.num_rows), None, layout
 
 
 def _read_ledger(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
@@ -293,13 +320,13 @@ def _merge_all(
     ledger: Mapping[str, tuple[int, int, int]],
     load_id: int,
     batch_rows: int,
-    columns: Mapping[str, Columns],
+    layouts: Mapping[str, int],
 ) -> dict[str, TableCounts]:
     def paths_of(table: str, chosen: Sequence[LakeFile]) -> list[str]:
         return [str(lake_root / f.rel_path) for f in chosen if f.table == table]
 
     def uniform(table: str, chosen: Sequence[LakeFile]) -> bool:
-        return len({columns[f.rel_path] for f in chosen if f.table == table}) <= 1
+        return len({layouts[f.rel_path] for f in chosen if f.table == table}) <= 1
 
     every = [f for f, _ in files]
     tables = {"intake_bots": merge_keyed(con, "intake_bots", paths_of("intake_bots", every))}
@@ -375,10 +402,11 @@ def _load(
         ledger = _read_ledger(con)
         pending = new_files(list_lake(lake_root), ledger)
         good: list[tuple[LakeFile, int]] = []
-        columns: dict[str, Columns] = {}
+        layouts: dict[str, int] = {}
         rejected: list[RejectedFile] = []
+        footers = FooterChecks(lake_root)
         for lake_file in pending:
-            row_count, reason, columns[lake_file.rel_path] = check_file(lake_root, lake_file)
+            row_count, reason, layouts[lake_file.rel_path] = footers.check(lake_file)
             if reason is None:
                 good.append((lake_file, row_count))
             else:
@@ -389,7 +417,7 @@ def _load(
         con.execute("begin transaction")
         try:
             load_id = scalar(con, "select coalesce(max(load_id), 0) + 1 from load_runs")
-            tables = _merge_all(con, lake_root, good, ledger, load_id, batch_rows, columns)
+            tables = _merge_all(con, lake_root, good, ledger, load_id, batch_rows, layouts)
             _record_files(con, good, load_id, clock())
             mirrored = mirror_state(con, paths.state_db)
             schemas_moved = any(
