@@ -199,7 +199,10 @@ def test_newest_first_lists_fall_back_to_a_rescan_and_say_so(tmp_path: Path) -> 
 
 
 def test_expired_cursors_make_the_extractor_rescan_that_bot(tmp_path: Path) -> None:
-    sandbox = make_sandbox(cursor_mode="opaque", cursor_ttl_s=30.0, submissions_per_bot=150)
+    # 12 pages a bot: the last committed file of pages began at an (expired) cursor too.
+    sandbox = make_sandbox(
+        bots=3, cursor_mode="opaque", cursor_ttl_s=30.0, submissions_per_bot=1_150
+    )
     client = sandbox_client(sandbox)
     paths = DataPaths(tmp_path)
     run_pipeline(client, paths)
@@ -208,6 +211,20 @@ def test_expired_cursors_make_the_extractor_rescan_that_bot(tmp_path: Path) -> N
     assert_warehouse_equals_truth(paths, sandbox)
     reasons = {b.rescan for b in second.submissions.bots if b.rescan}
     assert reasons == {"cursor_rejected"}
+
+
+def test_an_expired_cursor_of_a_short_bot_falls_back_to_its_first_page(tmp_path: Path) -> None:
+    # Two pages a bot, written as one file that began at the start: the fallback re-reads the
+    # bot from there, no rescan needed.
+    sandbox = make_sandbox(cursor_mode="opaque", cursor_ttl_s=30.0, submissions_per_bot=150)
+    client = sandbox_client(sandbox)
+    paths = DataPaths(tmp_path)
+    run_pipeline(client, paths)
+    move_world(sandbox)
+    second = run_pipeline(client, paths)
+    assert_warehouse_equals_truth(paths, sandbox)
+    resumed = [b for b in second.submissions.bots if b.resume_point_before and b.rows_new]
+    assert resumed and all(b.resume_fallback and b.rescan is None for b in resumed)
 
 
 def test_a_deleted_webhook_endpoint_leaves_the_warehouse(tmp_path: Path) -> None:

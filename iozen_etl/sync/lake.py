@@ -1,4 +1,4 @@
-"""The Parquet lake: one file per page, partitioned by bot, written atomically and durably.
+"""The Parquet lake: files of pages, partitioned by bot, written atomically and durably.
 
 Each file is written to a temporary name in its final folder and fsynced, then renamed over the
 final name, so a reader (or a sync killed mid-write) sees either the old file or the new one,

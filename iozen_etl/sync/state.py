@@ -1,6 +1,6 @@
 """Sync state in SQLite (WAL): resume points per (stream, bot), and submissions stored IN_PROGRESS.
 
-SQLite because a commit per page must be cheap (about 0.1 ms in WAL mode with
+SQLite because a commit per batch of pages must be cheap (about 0.1 ms in WAL mode with
 ``synchronous=NORMAL``, which survives a killed process; a power cut may lose the last commits,
 and then the pages after the older resume point are fetched again and their files replaced,
 never duplicated).
@@ -155,19 +155,20 @@ class StateStore:
         rows: int,
         *,
         page_start: str | None = None,
+        pages: int = 1,
         in_progress: Iterable[InProgress] = (),
         not_in_progress: Iterable[str] = (),
     ) -> None:
-        """Move a resume point past a page that is already durable, in one transaction with the
-        page's IN_PROGRESS bookkeeping."""
+        """Move a resume point past pages that are already durable, in one transaction with
+        their IN_PROGRESS bookkeeping; ``page_start`` is where the first of them began."""
         now = self._now()
         with self._transaction() as db:
             self._ensure(db, stream, intake_bot_id)
             db.execute(
                 "UPDATE sync_state SET resume_point = ?, page_start = ?, "
-                "pages_total = pages_total + 1, rows_total = rows_total + ?, updated_at = ? "
+                "pages_total = pages_total + ?, rows_total = rows_total + ?, updated_at = ? "
                 "WHERE stream = ? AND intake_bot_id = ?",
-                (resume_point, page_start, rows, now, stream, intake_bot_id),
+                (resume_point, page_start, pages, rows, now, stream, intake_bot_id),
             )
             self._track(db, intake_bot_id, in_progress, not_in_progress, now)
 

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import json
 
+import httpx
 import pyarrow.parquet as pq
 
 from iozen_etl.api import RetryPolicy
-from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig
-from iozen_etl.sync.extract import sync_webhooks
+from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, sandbox_transport
+from iozen_etl.sync.extract import PAGES_PER_FILE, sync_webhooks
 from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
 from tests.sync.helpers import (
     Workspace,
@@ -188,19 +189,59 @@ def test_opaque_cursors(tmp_path):
     assert_lake_matches_truth(tmp_path, box)
 
 
-def test_files_are_one_per_page_and_a_rerun_replaces_them(tmp_path):
-    box = sandbox(bots=2, submissions_per_bot=250)
+def test_pages_go_ten_to_a_file_and_a_rerun_replaces_them(tmp_path):
+    box = sandbox(bots=2, submissions_per_bot=1_500)  # 14-16 pages a bot
     work = Workspace(tmp_path)
     work.sync(make_client(box))
     files = {p: p.stat().st_size for p in work.lake.files("submissions")}
-    assert all(pq.read_metadata(p).num_rows <= 100 for p in files)
-    assert any(p.name == "00000-start.parquet" for p in files)
+    per_file = PAGES_PER_FILE * 100
+    assert all(pq.read_metadata(p).num_rows <= per_file for p in files)
+    assert sum(p.name == "00000-start.parquet" for p in files) == 2
+    with StateStore(work.paths.state_db) as state:
+        for bot in box.truth_bots():
+            pages = -(-bot["submission_count"] // 100)
+            bot_files = [p for p in files if p.parent.name == f"bot_id={bot['id']}"]
+            assert len(bot_files) == -(-pages // PAGES_PER_FILE) >= 2
+            stream = state.get(SUBMISSIONS_STREAM, bot["id"])
+            assert stream is not None and stream.pages_total == pages
     # Lose every commit (as if each page's commit had been killed): the re-run rewrites the
     # same files instead of adding copies.
     for suffix in ("", "-wal", "-shm"):
         work.paths.state_db.with_name(work.paths.state_db.name + suffix).unlink(missing_ok=True)
     work.sync(make_client(box))
     assert set(work.lake.files("submissions")) == set(files)
+    assert_lake_matches_truth(tmp_path, box)
+
+
+def test_a_failure_mid_file_keeps_the_pages_read_before_it(tmp_path):
+    # One bot of 7 pages; the server answers the 5th page request with a 400 that is no cursor
+    # error (not retried): the bot fails, the 4 pages read are written and committed, and the
+    # next run goes on from there.
+    box = sandbox(bots=1, submissions_per_bot=650)
+    inner = sandbox_transport(box)
+    served: list[str] = []
+
+    def fifth_page_refused(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/submissions"):
+            served.append(request.url.params.get("cursor", ""))
+            if len(served) == 5:
+                body = {
+                    "success": False,
+                    "error": {"code": "validation_failed", "message": "limit: bad", "details": {}},
+                }
+                return httpx.Response(400, json=body, headers={"X-Request-Id": "req_refused"})
+        return inner.handle_request(request)
+
+    work = Workspace(tmp_path)
+    _, first = work.sync(make_client(box, transport=httpx.MockTransport(fifth_page_refused)))
+    (report,) = first.bots
+    assert report.action == "failed" and "req_refused" in (report.error or "")
+    assert report.pages == 4 and len(lake_submissions(tmp_path)) == 400
+    with StateStore(work.paths.state_db) as state:
+        stream = state.get(SUBMISSIONS_STREAM, box.bot_ids()[0])
+        assert stream is not None and stream.resume_point == served[4] and stream.pages_total == 4
+    _, second = work.sync(make_client(box))
+    assert second.total("rows_new") == 250
     assert_lake_matches_truth(tmp_path, box)
 
 
