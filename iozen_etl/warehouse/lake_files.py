@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,39 +31,42 @@ class LakeFile:
         return (self.size_bytes, self.mtime_ns, self.inode)
 
 
-def _walk_parquet(directory: str) -> Iterator[os.DirEntry[str]]:
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return
-    for entry in entries:
-        # Dot files are the writers' temporary files, renamed into place once complete.
-        if entry.name.startswith("."):
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk_parquet(entry.path)
-        elif entry.name.endswith(".parquet") and entry.is_file(follow_symlinks=False):
-            yield entry
+def list_lake(
+    lake_root: Path, loaded: Mapping[str, tuple[int, int, int]] | None = None
+) -> list[LakeFile]:
+    """Every complete Parquet file of the known lake tables, in a stable order.
 
-
-def list_lake(lake_root: Path) -> list[LakeFile]:
-    """Every complete Parquet file of the known lake tables, in a stable order."""
+    Given the ledger's versions (``loaded``), only the files it does not hold as they are now:
+    compared while walking, so a known file costs its directory entry and one ``stat``.
+    """
     found: list[LakeFile] = []
     prefix = len(str(lake_root)) + 1
+    known = loaded.get if loaded is not None else None
     for table in LAKE_TABLES:
-        for entry in _walk_parquet(str(lake_root / table)):
+        folders = [str(lake_root / table)]
+        while folders:
             try:
-                stat = entry.stat(follow_symlinks=False)
+                entries = os.scandir(folders.pop())
             except FileNotFoundError:
-                continue  # replaced or removed between listing and stat: the next load sees it
-            rel = entry.path[prefix:].replace(os.sep, "/")
-            found.append(LakeFile(table, rel, stat.st_size, stat.st_mtime_ns, stat.st_ino))
+                continue
+            with entries:
+                for entry in entries:
+                    name = entry.name
+                    # Dot files are the writers' temporary files, renamed into place once done.
+                    if name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.path)
+                        continue
+                    if not name.endswith(".parquet") or not entry.is_file(follow_symlinks=False):
+                        continue
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue  # replaced or removed meanwhile: the next load sees it
+                    rel = entry.path[prefix:].replace(os.sep, "/")
+                    version = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+                    if known is None or known(rel) != version:
+                        found.append(LakeFile(table, rel, *version))
     found.sort(key=lambda f: (f.table, f.rel_path))
     return found
-
-
-def new_files(
-    listed: Iterable[LakeFile], loaded: Mapping[str, tuple[int, int, int]]
-) -> list[LakeFile]:
-    """The listed files whose (path, size, mtime, inode) the ledger does not hold."""
-    return [f for f in listed if loaded.get(f.rel_path) != f.version]

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
-from iozen_etl.warehouse.lake_files import LakeFile, list_lake, new_files
+from iozen_etl.warehouse.lake_files import LakeFile, list_lake
 from iozen_etl.warehouse.merge import (
     SNAPSHOT_TABLES,
     TableCounts,
@@ -400,7 +400,7 @@ def _load(
         con.execute("commit")
         lake_root = paths.parquet
         ledger = _read_ledger(con)
-        pending = new_files(list_lake(lake_root), ledger)
+        pending = list_lake(lake_root, ledger)
         good: list[tuple[LakeFile, int]] = []
         layouts: dict[str, int] = {}
         rejected: list[RejectedFile] = []
