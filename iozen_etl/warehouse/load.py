@@ -191,8 +191,10 @@ class FooterChecks:
     """Checks new lake files by their Parquet footer alone, judging each distinct schema once.
 
     Most files of a table share one schema, so a file whose schema equals one already judged
-    costs only the read of its footer. Files are given the same layout number when their
-    Parquet schemas are equal: DuckDB then reads them alike, without unifying them by name.
+    costs only the read of its footer. A schema is the Parquet one (what DuckDB binds) and the
+    Arrow one the writer stored beside it (what the check reads). Files are given the same
+    layout number when their schemas are equal: DuckDB then reads them alike, without unifying
+    them by name.
     """
 
     # Schemas remembered per table; a lake with more distinct ones is judged file by file.
@@ -200,18 +202,20 @@ class FooterChecks:
 
     def __init__(self, lake_root: Path) -> None:
         self._lake_root = lake_root
-        self._seen: dict[str, list[tuple[pq.ParquetSchema, str | None, int]]] = {}
+        self._seen: dict[str, list[tuple[pq.ParquetSchema, bytes, str | None, int]]] = {}
         self._layouts = 0
 
-    def _judge(self, table: str, schema: pq.ParquetSchema) -> tuple[str | None, int]:
+    def _judge(self, table: str, metadata: pq.FileMetaData) -> tuple[str | None, int]:
+        schema = metadata.schema
+        stored = (metadata.metadata or {}).get(b"ARROW:schema", b"")
         seen = self._seen.setdefault(table, [])
-        for known, problems, layout in seen:
-            if schema.equals(known):
+        for known, known_stored, problems, layout in seen:
+            if stored == known_stored and schema.equals(known):
                 return problems, layout
         problems = _schema_problems(table, schema.to_arrow_schema())
         self._layouts += 1
         if len(seen) < self.REMEMBERED:
-            seen.append((schema, problems, self._layouts))
+            seen.append((schema, stored, problems, self._layouts))
         return problems, self._layouts
 
     def check(self, lake_file: LakeFile) -> tuple[int, str | None, int]:
@@ -220,7 +224,7 @@ class FooterChecks:
             metadata = pq.read_metadata(self._lake_root / lake_file.rel_path)
         except (OSError, pa.ArrowException) as error:
             return 0, f"unreadable Parquet file: {error}", -1
-        problems, layout = self._judge(lake_file.table, metadata.schema)
+        problems, layout = self._judge(lake_file.table, metadata)
         if problems:
             return 0, problems, -1
         return int(metadata.num_rows), None, layout

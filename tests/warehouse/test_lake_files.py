@@ -80,6 +80,11 @@ def test_footers_give_rows_layouts_and_the_same_verdict_for_the_same_schema(
     _write(tmp_path / "submissions" / "d.parquet", lacking)
     _write(tmp_path / "submissions" / "e.parquet", lacking)
     (tmp_path / "submissions" / "f.parquet").write_bytes(b"not parquet")
+    # The same Parquet schema as a.parquet, but stored as another Arrow type: judged apart.
+    encoded = pa.Table.from_pylist(rows, schema=schema)
+    status = encoded.schema.get_field_index("status")
+    encoded = encoded.set_column(status, "status", encoded.column("status").dictionary_encode())
+    _write(tmp_path / "submissions" / "g.parquet", encoded)
     checks = FooterChecks(tmp_path)
     verdicts = {f.rel_path: checks.check(f) for f in list_lake(tmp_path)}
     a, b, c = (verdicts[f"submissions/{n}.parquet"] for n in "abc")
@@ -89,3 +94,4 @@ def test_footers_give_rows_layouts_and_the_same_verdict_for_the_same_schema(
         rows_found, reason, _ = verdicts[f"submissions/{name}.parquet"]
         assert rows_found == 0 and reason is not None and "missing column status" in reason
     assert "unreadable Parquet file" in str(verdicts["submissions/f.parquet"][1])
+    assert "column status is dictionary" in str(verdicts["submissions/g.parquet"][1])
