@@ -218,7 +218,7 @@ def test_a_failure_mid_file_keeps_the_pages_read_before_it(tmp_path):
     # error (not retried): the bot fails, the 4 pages read are written and committed, and the
     # next run goes on from there.
     box = sandbox(bots=1, submissions_per_bot=650)
-    inner = sandbox_transport(box)
+    inner: httpx.BaseTransport = sandbox_transport(box)
     served: list[str] = []
 
     def fifth_page_refused(request: httpx.Request) -> httpx.Response:
