@@ -23,6 +23,7 @@ from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.state import StateStore
 from tests.variants_support import (
     Published,
+    RunReport,
     assert_warehouse_equals_truth,
     move_world,
     run_pipeline,
@@ -198,17 +199,22 @@ def test_newest_first_lists_fall_back_to_a_rescan_and_say_so(tmp_path: Path) -> 
     assert second.submissions.metadata()["bots_rescanned"] == len(rescanned)
 
 
-def test_expired_cursors_make_the_extractor_rescan_that_bot(tmp_path: Path) -> None:
-    # 12 pages a bot: the last committed file of pages began at an (expired) cursor too.
-    sandbox = make_sandbox(
-        bots=3, cursor_mode="opaque", cursor_ttl_s=30.0, submissions_per_bot=1_150
-    )
+def sync_across_cursor_expiry(tmp_path: Path, **config: Any) -> RunReport:
+    """Sync, let every cursor expire while the world moves, sync again; the warehouse must
+    equal the truth. Returns the second run."""
+    sandbox = make_sandbox(cursor_mode="opaque", cursor_ttl_s=30.0, **config)
     client = sandbox_client(sandbox)
     paths = DataPaths(tmp_path)
     run_pipeline(client, paths)
     move_world(sandbox)  # moves the clock past every cursor's lifetime
     second = run_pipeline(client, paths)
     assert_warehouse_equals_truth(paths, sandbox)
+    return second
+
+
+def test_expired_cursors_make_the_extractor_rescan_that_bot(tmp_path: Path) -> None:
+    # 12 pages a bot: the last committed file of pages began at an (expired) cursor too.
+    second = sync_across_cursor_expiry(tmp_path, bots=3, submissions_per_bot=1_150)
     reasons = {b.rescan for b in second.submissions.bots if b.rescan}
     assert reasons == {"cursor_rejected"}
 
@@ -216,13 +222,7 @@ def test_expired_cursors_make_the_extractor_rescan_that_bot(tmp_path: Path) -> N
 def test_an_expired_cursor_of_a_short_bot_falls_back_to_its_first_page(tmp_path: Path) -> None:
     # Two pages a bot, written as one file that began at the start: the fallback re-reads the
     # bot from there, no rescan needed.
-    sandbox = make_sandbox(cursor_mode="opaque", cursor_ttl_s=30.0, submissions_per_bot=150)
-    client = sandbox_client(sandbox)
-    paths = DataPaths(tmp_path)
-    run_pipeline(client, paths)
-    move_world(sandbox)
-    second = run_pipeline(client, paths)
-    assert_warehouse_equals_truth(paths, sandbox)
+    second = sync_across_cursor_expiry(tmp_path, submissions_per_bot=150)
     resumed = [b for b in second.submissions.bots if b.resume_point_before and b.rows_new]
     assert resumed and all(b.resume_fallback and b.rescan is None for b in resumed)
 

@@ -132,6 +132,15 @@ def submissions(
         )
     if report.stopped_by_wait_ceiling:
         raise _stop_at_ceiling(context, report.wait_ceiling_error)
+    missing = [bot.intake_bot_id for bot in report.bots if bot.action == "missing"]
+    if missing:
+        # A deleted bot stays a partition (removing one could break a pending range): it must
+        # not fail every later run over all bots.
+        context.log.warning(
+            f"{len(missing)} bot(s) of this run are no longer in the bot listing (deleted in "
+            f"ioZen, or not visible to this key); their rows stay in the warehouse: "
+            f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
+        )
     failed = [bot for bot in report.bots if bot.action == "failed"]
     if failed:
         raise dg.Failure(

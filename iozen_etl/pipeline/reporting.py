@@ -93,6 +93,7 @@ SUMMARY_LINES = [
     ("intake_bots", "details_fetched", "bot details fetched"),
     ("submissions", RUN_PREFIX + "bots_synced", "bots synced"),
     ("submissions", RUN_PREFIX + "bots_skipped", "bots unchanged (no request)"),
+    ("submissions", RUN_PREFIX + "bots_missing", "bots no longer listed"),
     ("submissions", RUN_PREFIX + "pages", "pages read"),
     ("submissions", RUN_PREFIX + "rows_new", "submissions new"),
     ("submissions", RUN_PREFIX + "rows_rescanned", "submissions rescanned"),

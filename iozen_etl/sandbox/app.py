@@ -916,6 +916,12 @@ class Sandbox:
                 data = {"intake_bot": {"id": bot.id, "status": status, "previous_status": previous}}
                 self._emit("intake-bot.status-changed", data)
 
+    def delete_bot(self, bot_id: str) -> None:
+        """Delete a bot and its submissions, as ioZen's app does: gone from the listing, 404."""
+        with self._lock:
+            self._bot(bot_id)
+            self._world.remove_bot(bot_id)
+
     def add_field(self, bot_id: str, field: Mapping[str, Any]) -> None:
         """Append a schema item (a field unless ``kind`` says content).
 

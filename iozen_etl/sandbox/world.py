@@ -476,6 +476,10 @@ class World:
         self._register_bot(bot)
         return bot
 
+    def remove_bot(self, bot_id: str) -> None:
+        del self.bots[bot_id]
+        self.bot_ids.remove(bot_id)
+
     def insert_submission(
         self,
         bot: BotState,

@@ -303,7 +303,9 @@ class BotSubmissionsReport:
     retries, 429s and waits are counted run-wide in ``SubmissionsReport``."""
 
     intake_bot_id: str
-    action: str  # "skipped", "synced", "failed" or "stopped" (wait ceiling)
+    # "skipped", "synced", "failed", "stopped" (wait ceiling), or "missing": asked for but not in
+    # the bot listing (deleted in ioZen, or no longer visible to this key); its rows stay.
+    action: str
     pages: int = 0
     requests: int = 0
     rows_new: int = 0  # rows read by the live stream past its resume point
@@ -356,6 +358,7 @@ class SubmissionsReport:
             "bots_synced": self.count("synced"),
             "bots_failed": self.count("failed"),
             "bots_stopped": self.count("stopped"),
+            "bots_missing": self.count("missing"),
             "bots_rescanned": sum(1 for bot in self.bots if bot.rescan),
             "pages": self.total("pages"),
             "requests": self.requests,
@@ -823,7 +826,7 @@ def sync_submissions(
     wanted = [bot for bot in bots if only_bots is None or bot.id in only_bots]
     listed_ids = {bot.id for bot in bots}
     for unknown in sorted(set(only_bots or ()) - listed_ids):
-        reports.append(BotSubmissionsReport(unknown, "failed", error="not in the bot listing"))
+        reports.append(BotSubmissionsReport(unknown, "missing"))
     in_progress = state.in_progress_counts()
     refresh = frozenset(full_refresh)
     lock = threading.Lock()

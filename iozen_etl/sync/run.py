@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "submissions": subs.metadata(),
             "requests_total": client.stats.snapshot()["requests"],
             "failed": [f"{bot.intake_bot_id}: {bot.error}" for bot in subs.bots if bot.error],
+            "missing": [bot.intake_bot_id for bot in subs.bots if bot.action == "missing"],
         }
     print(json.dumps(summary, sort_keys=True), flush=True)
     if bots.stopped_by_wait_ceiling or subs.stopped_by_wait_ceiling:

@@ -67,6 +67,22 @@ def test_a_run_over_every_bot_announces_itself_with_one_planned_event(world, mon
         assert materialized == set(bots)
 
 
+def test_a_bot_deleted_in_iozen_does_not_fail_the_runs_after(world):
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_sync(defs, instance, say=lambda line: None).success
+        gone, moved = world.sandbox.bot_ids()[:2]
+        kept = set(world.sandbox.submission_ids(gone))
+        world.sandbox.delete_bot(gone)
+        world.sandbox.generate_submissions(moved, 3)
+        outcome = run_sync(defs, instance, say=lambda line: None)
+        assert outcome.success, outcome.reason
+        assert outcome.metadata["submissions"]["run/bots_missing"] == 1
+        # Deletions are not detected: the bot's rows stay; every other bot equals the API.
+        seen = world.warehouse_submissions()
+        assert kept <= set(seen)
+        assert {k: v for k, v in seen.items() if k not in kept} == world.truth_submissions()
+
+
 def test_sync_of_unknown_bot_fails_with_one_line_reason(world):
     with dg.DagsterInstance.ephemeral() as instance:
         outcome = run_sync(defs, instance, bots=["nope"], say=lambda line: None)

@@ -94,6 +94,21 @@ def test_bot_touch_switch_moves_updated_at() -> None:
     assert sandbox.truth_bots()[0]["updated_at"] == "2026-06-01T00:00:00.000Z"
 
 
+def test_a_deleted_bot_leaves_the_listing_and_answers_404(
+    sandbox: Sandbox, client: httpx.Client
+) -> None:
+    gone = sandbox.bot_ids()[0]
+    total = sandbox.submission_total()
+    count = len(sandbox.submission_ids(gone))
+    sandbox.delete_bot(gone)
+    listed = client.get("/intake-bots", params={"limit": 100}).json()["data"]["intake_bots"]
+    assert gone not in {bot["id"] for bot in listed} and gone not in sandbox.bot_ids()
+    answer = client.get(f"/intake-bots/{gone}/submissions")
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "resource_not_found"
+    assert sandbox.submission_total() == total - count
+
+
 def test_pause_add_field_and_add_bot(sandbox: Sandbox, client: httpx.Client) -> None:
     bot = sandbox.bot_ids()[1]
     before = client.get(f"/intake-bots/{bot}").json()["data"]["intake_bot"]

@@ -295,12 +295,12 @@ def test_an_in_progress_answer_edited_within_the_same_second_is_stored(tmp_path)
     assert again.total("refreshed") >= 1 and again.total("refresh_updated") == 0
 
 
-def test_only_chosen_bots_are_synced_and_an_unknown_one_is_reported(tmp_path):
+def test_only_chosen_bots_are_synced_and_an_unlisted_one_is_reported_missing(tmp_path):
     box = sandbox(bots=3)
     chosen = box.bot_ids()[1]
     _, subs = Workspace(tmp_path).sync(make_client(box), only_bots={chosen, "no-such-bot"})
     assert [(b.intake_bot_id, b.action) for b in subs.bots] == [
-        ("no-such-bot", "failed"),
+        ("no-such-bot", "missing"),
         (chosen, "synced"),
     ]
     assert {row[0] for row in lake_submissions(tmp_path).values()} == {chosen}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import duckdb
 import pytest
@@ -71,8 +74,11 @@ def _page(paths: DataPaths, start: int, count: int, stem: str) -> None:
     write_submissions(paths.parquet, subs, bot_id="b1", stem=stem)
 
 
-@pytest.mark.slow
-def test_a_load_while_another_process_holds_a_read_connection(paths: DataPaths) -> None:
+@contextlib.contextmanager
+def holding_reader(paths: DataPaths) -> Iterator[tuple[IO[str], IO[str]]]:
+    """A first load, then a reader in another process that holds the published file open (it
+    has answered "before 1"). Yields its stdin and stdout; it must exit cleanly once the block
+    has told it to go on."""
     write_lake(paths.parquet, "intake_bots", [bot_row("b1", "One", 0)])
     _page(paths, 0, 1, "p0")
     load_warehouse(paths)
@@ -85,17 +91,23 @@ def test_a_load_while_another_process_holds_a_read_connection(paths: DataPaths) 
     assert reader.stdin is not None and reader.stdout is not None
     try:
         assert reader.stdout.readline().split() == ["before", "1"]
+        yield reader.stdin, reader.stdout
+    finally:
+        reader.communicate(timeout=60)
+    assert reader.returncode == 0
+
+
+@pytest.mark.slow
+def test_a_load_while_another_process_holds_a_read_connection(paths: DataPaths) -> None:
+    with holding_reader(paths) as (to_reader, from_reader):
         _page(paths, 1, 2, "p1")
         report = load_warehouse(paths)  # neither fails nor waits for the reader
         assert report.published, report.publish_skipped_reason
         assert fetch(paths, "select count(*) from submissions") == [(3,)]
-        reader.stdin.write("go\n")
-        reader.stdin.flush()
-        assert reader.stdout.readline().split() == ["held", "1"]  # its snapshot, unchanged
-        assert reader.stdout.readline().split() == ["fresh", "3"]
-    finally:
-        reader.communicate(timeout=60)
-    assert reader.returncode == 0
+        to_reader.write("go\n")
+        to_reader.flush()
+        assert from_reader.readline().split() == ["held", "1"]  # its snapshot, unchanged
+        assert from_reader.readline().split() == ["fresh", "3"]
 
 
 @pytest.mark.slow
@@ -235,29 +247,15 @@ def test_publication_rewrites_only_the_changed_blocks_of_the_spare(paths: DataPa
 
 @pytest.mark.slow
 def test_a_reader_of_an_old_snapshot_keeps_it_whole(paths: DataPaths) -> None:
-    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "One", 0)])
-    _page(paths, 0, 1, "p0")
-    load_warehouse(paths)
-    reader = subprocess.Popen(
-        [sys.executable, "-c", HOLDING_READER, str(paths.published_db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert reader.stdin is not None and reader.stdout is not None
-    try:
-        assert reader.stdout.readline().split() == ["before", "1"]
+    with holding_reader(paths) as (to_reader, from_reader):
         # Load 2 makes the reader's snapshot the spare; load 3 must not rewrite it (the
         # reader holds it) and copies; load 4 rewrites load 2's snapshot, which nobody holds.
         methods = _methods_or_skip(paths, 3, 10)
         assert methods == ["copy", "copy", "spare"]
-        reader.stdin.write("go\n")
-        reader.stdin.flush()
-        assert reader.stdout.readline().split() == ["held", "1"]
-        assert reader.stdout.readline().split() == ["fresh", "7"]
-    finally:
-        reader.communicate(timeout=60)
-    assert reader.returncode == 0
+        to_reader.write("go\n")
+        to_reader.flush()
+        assert from_reader.readline().split() == ["held", "1"]
+        assert from_reader.readline().split() == ["fresh", "7"]
 
 
 def test_a_connection_of_the_loading_process_is_never_rewritten(paths: DataPaths) -> None:
