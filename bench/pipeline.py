@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,15 +24,23 @@ from typing import Any
 
 import duckdb
 
-from bench.sync import _MEASURE, BOTS, _env, bare_fetch, sandbox_process
+from bench.sync import _MEASURE, BOTS, REPO, _env, bare_fetch, sandbox_process
 
 
-def timed_cli_sync(base_url: str, api_key: str, data_dir: Path) -> dict[str, Any]:
+def timed_cli_sync(
+    base_url: str, api_key: str, data_dir: Path, dagster_home: Path
+) -> dict[str, Any]:
     """One ``iozen-etl sync`` in a child process: wall time and peak RSS."""
     started = time.perf_counter()
+    env = _env(
+        IOZEN_API_KEY=api_key,
+        IOZEN_BASE_URL=base_url,
+        IOZEN_DATA_DIR=str(data_dir),
+        DAGSTER_HOME=str(dagster_home),
+    )
     done = subprocess.run(
         [sys.executable, "-c", _MEASURE, sys.executable, "-m", "iozen_etl.cli", "sync"],
-        env=_env(IOZEN_API_KEY=api_key, IOZEN_BASE_URL=base_url, IOZEN_DATA_DIR=str(data_dir)),
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -63,10 +72,15 @@ def end_to_end(total: int, bots: int = BOTS) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="iozen-bench-") as scratch,
     ):
         data_dir = Path(scratch) / "data"
+        # A new workspace's instance: the project's dagster.yaml (SQLite storage, as `make ui`
+        # uses), empty, so bots of an earlier size are not partitions here.
+        dagster_home = Path(scratch) / "dagster_home"
+        dagster_home.mkdir()
+        shutil.copy(REPO / "dagster_home" / "dagster.yaml", dagster_home)
         baseline = bare_fetch(base_url, api_key)
-        sync = timed_cli_sync(base_url, api_key, data_dir)
+        sync = timed_cli_sync(base_url, api_key, data_dir, dagster_home)
         rows = warehouse_rows(data_dir)
-        again = timed_cli_sync(base_url, api_key, data_dir)
+        again = timed_cli_sync(base_url, api_key, data_dir, dagster_home)
     return {
         "submissions_in_warehouse": rows,
         "bots": bots,
