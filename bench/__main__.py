@@ -36,15 +36,16 @@ def main(argv: list[str]) -> int:
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    out = Path(__file__).parent / "results" / "latest.json"
+    out.parent.mkdir(exist_ok=True)
     for area in chosen:
         print(f"\n=== {area} ===", flush=True)
         module = importlib.import_module(f"bench.{area}")
         started = time.perf_counter()
         results[area] = module.run(sizes) if sizes and area in SIZED else module.run()
         print(f"({area}: {time.perf_counter() - started:.1f} s)", flush=True)
-    out = Path(__file__).parent / "results" / "latest.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2, default=str))
+        # After every area: a later area's failure does not lose the figures already measured.
+        out.write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults written to {out}")
     return 0
 
