@@ -255,11 +255,20 @@ def run_all_checks(
     ]
 
 
+# The checks run in the Dagster run process: under DuckDB's default limit (80% of RAM) the key
+# uniqueness check over 9M answers took that process to 1.1 GB; at 128 MB all five checks peak
+# at 256 MB (process included) and take 3.4 s instead of 2.7 s. What does not fit spills into
+# the warehouse's private folder, not beside the published file.
+CHECK_SETTINGS: dict[str, str | bool | int | float | list[str]] = {"memory_limit": "128MB"}
+
+
 @contextlib.contextmanager
 def published_connection(paths: DataPaths) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection to the published snapshot (what analysts see)."""
-    con = duckdb.connect(str(paths.published_db), read_only=True)
+    """A read-only, memory-bounded connection to the published snapshot (what analysts see)."""
+    settings = {**CHECK_SETTINGS, "temp_directory": str(paths.writer_db.parent / "spill")}
+    con = duckdb.connect(str(paths.published_db), read_only=True, config=settings)
     try:
+        con.execute("set enable_progress_bar = false")  # a session option: no bar on stderr
         yield con
     finally:
         con.close()

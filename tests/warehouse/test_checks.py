@@ -214,3 +214,12 @@ def test_freshness_counts_only_completed_scans_when_the_sync_records_them(
     assert not result.passed
     assert result.metadata["measured_from"] == "sync_state.completed_at"
     assert result.metadata["age_seconds"] == 20 * 60
+
+
+def test_the_checks_connection_is_read_only_and_memory_bounded(paths: DataPaths) -> None:
+    load_warehouse(paths)
+    with published_connection(paths) as con:
+        limit = con.execute("select current_setting('memory_limit')").fetchone()
+        assert limit is not None and limit[0] == "122.0 MiB"  # DuckDB's rendering of 128 MB
+        with pytest.raises(duckdb.InvalidInputException, match="read-only"):
+            con.execute("create table x (a int)")
