@@ -105,7 +105,7 @@ def webhooks(
 def submissions(
     context: dg.AssetExecutionContext, iozen_api: IozenApiResource, data_dir: DataDirResource
 ) -> dg.MaterializeResult[Any]:
-    """Submissions of the run's bots, from each bot's stored resume point, committed per page.
+    """Submissions of the run's bots from each bot's stored resume point, ten pages to a file.
 
     Incremental runs skip unchanged bots; backfills and ``iozen/sync_mode=full`` rescan the chosen
     bots from the start without moving their live resume points backwards.

@@ -1,4 +1,4 @@
-"""The sync engine (no Dagster): bots, then submissions per bot, into the lake, resumable per page.
+"""The sync engine (no Dagster): bots, then submissions per bot, into the lake, resumable.
 
 Order of every batch of up to ``PAGES_PER_FILE`` consecutive pages of a bot: fetch each ->
 normalise them together -> write their two Parquet files (atomic, and durable together:
