@@ -14,46 +14,30 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from bench.sync import _MEASURE, BOTS, REPO, _env, bare_fetch, sandbox_process
+from bench.support import measured_run
+from bench.sync import BOTS, REPO, _env, bare_fetch, sandbox_process
 
 
 def timed_cli_sync(
     base_url: str, api_key: str, data_dir: Path, dagster_home: Path
 ) -> dict[str, Any]:
     """One ``iozen-etl sync`` in a child process: wall time and peak RSS."""
-    started = time.perf_counter()
     env = _env(
         IOZEN_API_KEY=api_key,
         IOZEN_BASE_URL=base_url,
         IOZEN_DATA_DIR=str(data_dir),
         DAGSTER_HOME=str(dagster_home),
     )
-    done = subprocess.run(
-        [sys.executable, "-c", _MEASURE, sys.executable, "-m", "iozen_etl.cli", "sync"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"sync failed ({done.returncode}): {done.stderr[-2000:]}")
-    peak_kb = int(
-        next(line for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB=")).split(
-            "="
-        )[1]
-    )
-    return {"wall_s": wall, "peak_rss_mb": peak_kb / 1024}
+    measured = measured_run([sys.executable, "-m", "iozen_etl.cli", "sync"], env)
+    return {"wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb}
 
 
 def warehouse_rows(data_dir: Path) -> int:

@@ -6,7 +6,9 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 
 @contextlib.contextmanager
@@ -33,3 +35,46 @@ def sandbox_process(*options: str) -> Iterator[tuple[str, str]]:
     finally:
         child.terminate()
         child.wait(timeout=30)
+
+
+# Runs the command in argv[1:] and prints the peak RSS (KiB) and CPU seconds of that child alone.
+_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+    "print('PEAK_RSS_KB=%d' % usage.ru_maxrss)\n"
+    "print('CPU_S=%.3f' % (usage.ru_utime + usage.ru_stime))\n"
+    "sys.exit(code)\n"
+)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A child process's own figures, and what it printed."""
+
+    wall_s: float
+    peak_rss_mb: float
+    cpu_s: float
+    lines: list[str]
+
+
+def measured_run(command: Sequence[str], env: Mapping[str, str]) -> Measured:
+    """Run ``command`` under a small parent that reports the child's peak RSS and CPU time
+    (the parent is small, so the child's ``ru_maxrss`` inherits nothing large from it)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[-1]} failed ({done.returncode}): {done.stderr[-2000:]}")
+    lines = done.stdout.strip().splitlines()
+
+    def figure(name: str) -> str:
+        return next(line for line in lines if line.startswith(name + "=")).split("=")[1]
+
+    return Measured(wall, int(figure("PEAK_RSS_KB")) / 1024, float(figure("CPU_S")), lines)

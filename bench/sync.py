@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,16 +31,6 @@ REPO = Path(__file__).resolve().parents[1]
 BOTS = 1000
 CONCURRENCY = 8
 UNLIMITED = "1000000000"
-
-# Runs the command in argv[1:] and prints the peak RSS (KiB) and CPU seconds of that child alone.
-_MEASURE = (
-    "import resource, subprocess, sys\n"
-    "code = subprocess.run(sys.argv[1:]).returncode\n"
-    "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-    "print('PEAK_RSS_KB=%d' % usage.ru_maxrss)\n"
-    "print('CPU_S=%.3f' % (usage.ru_utime + usage.ru_stime))\n"
-    "sys.exit(code)\n"
-)
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -102,31 +91,21 @@ def timed_sync(
     base_url: str, api_key: str, data_dir: Path, concurrency: int = CONCURRENCY
 ) -> dict[str, Any]:
     """One ``iozen_etl.sync.run`` in a child process: wall time, peak RSS, its own summary."""
-    started = time.perf_counter()
-    done = subprocess.run(
+    measured = support.measured_run(
         [
-            *(sys.executable, "-c", _MEASURE, sys.executable, "-m", "iozen_etl.sync.run"),
+            *(sys.executable, "-m", "iozen_etl.sync.run"),
             *("--base-url", base_url, "--data-dir", str(data_dir)),
             *("--concurrency", str(concurrency)),
         ],
-        env=_env(IOZEN_API_KEY=api_key),
-        capture_output=True,
-        text=True,
-        check=False,
+        _env(IOZEN_API_KEY=api_key),
     )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"sync failed ({done.returncode}): {done.stderr[-2000:]}")
-    lines = done.stdout.strip().splitlines()
-    peak_kb = int(next(line for line in lines if line.startswith("PEAK_RSS_KB=")).split("=")[1])
-    cpu_s = float(next(line for line in lines if line.startswith("CPU_S=")).split("=")[1])
-    summary = json.loads(next(line for line in lines if line.startswith("{")))
+    summary = json.loads(next(line for line in measured.lines if line.startswith("{")))
     engine_s = summary["bots"]["elapsed_s"] + summary["submissions"]["elapsed_s"]
     return {
-        "wall_s": wall,
+        "wall_s": measured.wall_s,
         "engine_s": engine_s,
-        "peak_rss_mb": peak_kb / 1024,
-        "cpu_s": cpu_s,
+        "peak_rss_mb": measured.peak_rss_mb,
+        "cpu_s": measured.cpu_s,
         "requests": summary["requests_total"],
         "summary": summary,
     }
