@@ -691,7 +691,7 @@ class _Engine:
         if subs:
             stem = f"{generation:05d}-{start if start is not None else 'start'}"
             self._write_page(run, bot_id, stem, subs, pages[-1].schema)
-        self.state.commit_page(
+        self.state.commit_pages(
             stream,
             bot_id,
             pages[-1].resume_point,

@@ -147,7 +147,7 @@ class StateStore:
             (stream, intake_bot_id, self._now()),
         )
 
-    def commit_page(
+    def commit_pages(
         self,
         stream: str,
         intake_bot_id: str,

@@ -8,14 +8,14 @@ from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
 
 def test_commit_page_moves_the_resume_point_and_tracks_in_progress(tmp_path):
     with StateStore(tmp_path / "state.sqlite") as state:
-        state.commit_page(
+        state.commit_pages(
             SUBMISSIONS_STREAM,
             "b1",
             "c100",
             100,
             in_progress=[("s1", "t1", "d1"), ("s2", "t1", None)],
         )
-        state.commit_page(
+        state.commit_pages(
             SUBMISSIONS_STREAM,
             "b1",
             "c200",
@@ -34,7 +34,7 @@ def test_commit_page_moves_the_resume_point_and_tracks_in_progress(tmp_path):
 def test_state_survives_reopening_and_is_wal(tmp_path):
     path = tmp_path / "state.sqlite"
     with StateStore(path) as state:
-        state.commit_page(SUBMISSIONS_STREAM, "b1", "c1", 1)
+        state.commit_pages(SUBMISSIONS_STREAM, "b1", "c1", 1)
         state.complete_scan(
             "b1",
             submission_count=1,
@@ -52,9 +52,9 @@ def test_state_survives_reopening_and_is_wal(tmp_path):
 
 def test_finishing_a_rescan_moves_the_live_point_and_drops_the_rescan_row(tmp_path):
     with StateStore(tmp_path / "s.sqlite") as state:
-        state.commit_page(SUBMISSIONS_STREAM, "b1", "c5", 5)
+        state.commit_pages(SUBMISSIONS_STREAM, "b1", "c5", 5)
         state.start_scan(RESCAN_STREAM, "b1", reason="full_refresh", generation=1)
-        state.commit_page(RESCAN_STREAM, "b1", "c3", 3)
+        state.commit_pages(RESCAN_STREAM, "b1", "c3", 3)
         live = state.get(SUBMISSIONS_STREAM, "b1")
         assert live is not None and live.resume_point == "c5"
         state.finish_rescan(
@@ -76,7 +76,7 @@ def test_commits_from_many_threads_are_all_kept(tmp_path):
 
         def work(bot: int) -> None:
             for page in range(50):
-                state.commit_page(SUBMISSIONS_STREAM, f"b{bot}", f"c{page}", 1)
+                state.commit_pages(SUBMISSIONS_STREAM, f"b{bot}", f"c{page}", 1)
 
         threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
         for thread in threads:
