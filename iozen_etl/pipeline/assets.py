@@ -7,6 +7,7 @@ warehouse load, and report facts as metadata. Counts only: answer values never r
 # No `from __future__ import annotations` here: Dagster reads the context and resource
 # annotations at definition time and needs real types, not strings.
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from multiprocessing import get_context
@@ -17,6 +18,7 @@ import dagster as dg
 from iozen_etl.api import WaitCeilingReached
 from iozen_etl.pipeline.listing import load_listing, save_listing
 from iozen_etl.pipeline.partitions import (
+    BACKFILL_TAG,
     BOT_PARTITIONS,
     BOT_PARTITIONS_NAME,
     FULL,
@@ -27,6 +29,7 @@ from iozen_etl.pipeline.partitions import (
 from iozen_etl.pipeline.progress import SyncProgress
 from iozen_etl.pipeline.reconcile import bots_off_count
 from iozen_etl.pipeline.reporting import (
+    bot_events,
     bots_metadata,
     load_metadata,
     run_metadata,
@@ -101,14 +104,19 @@ def webhooks(
     deps=[intake_bots],
     backfill_policy=dg.BackfillPolicy.single_run(),
     kinds={"api", "parquet"},
+    # Each bot whose data changed gets its own materialization (logged below); the step yields
+    # no output, so a run over N bots writes events for the changed ones only.
+    output_required=False,
 )
 def submissions(
     context: dg.AssetExecutionContext, iozen_api: IozenApiResource, data_dir: DataDirResource
-) -> dg.MaterializeResult[Any]:
+) -> Iterator[dg.Output[None]]:
     """Submissions of the run's bots from each bot's stored resume point, ten pages to a file.
 
     Incremental runs skip unchanged bots; backfills and ``iozen/sync_mode=full`` rescan the chosen
-    bots from the start without moving their live resume points backwards.
+    bots from the start without moving their live resume points backwards. Only the bots whose
+    data changed are materialized (a backfill marks every bot it synced); a bot that failed gets
+    an observation naming the error. The warehouse loads what changed in a run of its own.
     """
     paths = data_dir.paths
     mode = sync_mode(context.run.tags)
@@ -130,6 +138,13 @@ def submissions(
             ),
             progress=SyncProgress(len(bot_ids), context.log.info),
         )
+    # Logged before any stop: a bot finished before the stop is unchanged when the step resumes.
+    backfill = BACKFILL_TAG in context.run.tags
+    for event in bot_events(report, context.asset_key, mark_every_synced=backfill):
+        context.log_event(event)
+    context.log_event(
+        dg.AssetObservation(asset_key=context.asset_key, metadata=run_observation(report))
+    )
     if report.stopped_by_wait_ceiling:
         raise _stop_at_ceiling(context, report.wait_ceiling_error)
     missing = [bot.intake_bot_id for bot in report.bots if bot.action == "missing"]
@@ -143,18 +158,17 @@ def submissions(
         )
     failed = [bot for bot in report.bots if bot.action == "failed"]
     if failed:
+        first = failed[0]
         raise dg.Failure(
             description=f"{len(failed)} of {len(report.bots)} bots failed; the others are "
-            f"committed. First: {failed[0].intake_bot_id}: {failed[0].error}",
+            f"committed. First: {first.intake_bot_name} ({first.intake_bot_id}): {first.error}",
             metadata=run_metadata(report),
         )
-    # Dagster repeats this metadata on every bot partition's event: keep it to the run's totals.
-    context.log_event(
-        dg.AssetObservation(asset_key=context.asset_key, metadata=run_observation(report))
-    )
-    return dg.MaterializeResult(metadata=run_metadata(report))
+    yield from ()
 
 
+# Loaded in a run of its own (the warehouse sensor, or ``iozen-etl sync`` after its sync run):
+# ``submissions`` yields no output, so a step after it in the same run would be skipped.
 @dg.asset(
     group_name="warehouse",
     pool=POOL,

@@ -18,8 +18,10 @@ from iozen_etl.pipeline.partitions import (
     range_tags,
 )
 from iozen_etl.pipeline.replay_assets import submission_replay
+from iozen_etl.pipeline.reporting import RUN_PREFIX
 from iozen_etl.replay import inbox_files
 from iozen_etl.settings import DataPaths
+from iozen_etl.sync.extract import LAKE_FILES_KEY
 
 SYNC_CRON_ENV = "IOZEN_SYNC_CRON"
 RECONCILE_CRON_ENV = "IOZEN_RECONCILE_CRON"
@@ -27,11 +29,19 @@ DEFAULT_SYNC_CRON = "*/15 * * * *"
 DEFAULT_RECONCILE_CRON = "0 3 * * *"
 # An inbox file is replayed once it has not changed for this long (a copy may still be running).
 INBOX_SETTLE_S = 10.0
+# A sync that changed nothing loads nothing; the warehouse is still loaded this often after a
+# sync, so its sync_freshness check and freshness policy (warn at one hour) stay green.
+WAREHOUSE_HEARTBEAT_S = 30 * 60
+# Extract events read at a time, newest first, looking for one that wrote files.
+EVENTS_PER_FETCH = 100
 
 sync_job = dg.define_asset_job(
     "sync_job",
-    selection=[intake_bots, webhooks, submissions, warehouse],
-    description="Bots, webhooks, the run's bots' submissions, then the warehouse load.",
+    selection=[intake_bots, webhooks, submissions],
+    description=(
+        "Bots, webhooks and the run's bots' submissions into the lake; the warehouse sensor "
+        "loads what changed."
+    ),
 )
 load_job = dg.define_asset_job(
     "load_job", selection=[warehouse], description="Load new Parquet files into the warehouse."
@@ -96,7 +106,7 @@ def new_bots_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
         run_requests=[
             dg.RunRequest(
                 run_key=f"new-bots:{new[0]}:{new[-1]}:{len(new)}",
-                asset_selection=[submissions.key, warehouse.key],
+                asset_selection=[submissions.key],
                 tags=tags,
             )
         ]
@@ -105,24 +115,62 @@ def new_bots_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
 
 @dg.sensor(
     job=load_job,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Loads the warehouse after a run (a UI backfill, say) left new Parquet files.",
+    description=(
+        "Loads the warehouse after a run wrote new Parquet files (a scheduled sync, a backfill), "
+        "and at least every 30 minutes so its freshness says when the API was last read."
+    ),
 )
 def warehouse_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    latest_load = _latest_timestamp(context.instance, warehouse.key)
-    latest_extract = max(
-        _latest_timestamp(context.instance, key)
-        for key in (intake_bots.key, submissions.key, webhooks.key)
-    )
-    if latest_extract <= latest_load:
-        return dg.SkipReason("the warehouse is newer than every extract")
-    return dg.RunRequest(run_key=f"load-after:{latest_extract}")
+    instance = context.instance
+    last_load = instance.fetch_materializations(warehouse.key, limit=1).records
+    after = last_load[0].storage_id if last_load else None
+    written = newest_lake_files_event(instance, after)
+    if written is not None:
+        return dg.RunRequest(run_key=f"load-after:{written}")
+    age = time.time() - last_load[0].timestamp if last_load else None
+    if age is not None and age > WAREHOUSE_HEARTBEAT_S:
+        extracted = instance.fetch_materializations(webhooks.key, limit=1).records
+        if extracted and extracted[0].storage_id > (after or 0):
+            return dg.RunRequest(run_key=f"heartbeat-after:{extracted[0].storage_id}")
+    return dg.SkipReason("no new Parquet files since the last load")
 
 
-def _latest_timestamp(instance: dg.DagsterInstance, key: dg.AssetKey) -> float:
-    event = instance.get_latest_materialization_event(key)
-    return event.timestamp if event is not None else 0.0
+def newest_lake_files_event(instance: dg.DagsterInstance, after: int | None) -> int | None:
+    """Storage id of the newest extract event after ``after`` that reports new lake files."""
+    newest: int | None = None
+    for key in (intake_bots.key, webhooks.key, submissions.key):
+        # The run-level facts: the materializations of the unpartitioned extracts, and the
+        # observation that closes each ``submissions`` step (its bots' own events carry none).
+        fetch = (
+            instance.fetch_observations
+            if key == submissions.key
+            else instance.fetch_materializations
+        )
+        records_filter = dg.AssetRecordsFilter(asset_key=key, after_storage_id=after)
+        cursor: str | None = None
+        while True:
+            result = fetch(records_filter, limit=EVENTS_PER_FETCH, cursor=cursor)
+            hit = next((r.storage_id for r in result.records if _wrote_files(r)), None)
+            if hit is not None:
+                newest = max(newest or 0, hit)
+                break
+            if not result.has_more:
+                break
+            cursor = result.cursor
+    return newest
+
+
+def _wrote_files(record: dg.EventLogRecord) -> bool:
+    event = record.asset_materialization or record.asset_observation
+    if event is None or event.partition is not None:
+        return False
+    for name in (LAKE_FILES_KEY, RUN_PREFIX + LAKE_FILES_KEY):
+        value = event.metadata.get(name)
+        if value is not None and isinstance(value.value, int) and value.value > 0:
+            return True
+    return False
 
 
 @dg.sensor(

@@ -17,6 +17,10 @@ from iozen_etl.pipeline.partitions import (
     contiguous_ranges,
     range_tags,
 )
+from iozen_etl.pipeline.reporting import RUN_PREFIX
+from iozen_etl.resources import DataDirResource
+from iozen_etl.settings import DataPaths
+from iozen_etl.sync.extract import LAKE_FILES_KEY
 
 
 @dataclass
@@ -27,6 +31,7 @@ class SyncOutcome:
     runs: int = 0
     reason: str | None = None
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)  # asset -> metadata
+    lake_files_written: int = 0  # by every run of the command: the warehouse loads when > 0
 
 
 def open_instance() -> dg.DagsterInstance:
@@ -51,7 +56,29 @@ def run_sync(
     full_refresh: bool = False,
     say: Callable[[str], None] = print,
 ) -> SyncOutcome:
-    """Discover bots, sync the chosen ones (all by default), load the warehouse."""
+    """Discover bots, sync the chosen ones (all by default), then load the warehouse when the
+    runs wrote new Parquet files (or there is no warehouse yet)."""
+    outcome = _sync(defs, instance, bots=bots, full_refresh=full_refresh, say=say)
+    if outcome.runs == 0:
+        return outcome
+    data_dir = (defs.resources or {}).get("data_dir")
+    paths = data_dir.paths if isinstance(data_dir, DataDirResource) else DataPaths.from_env()
+    if outcome.lake_files_written or not paths.published_db.exists():
+        say("loading the warehouse")
+        _execute(defs.resolve_job_def("load_job"), instance, outcome)
+    else:
+        say("warehouse unchanged: the sync wrote no new files")
+    return outcome
+
+
+def _sync(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    *,
+    bots: Sequence[str],
+    full_refresh: bool,
+    say: Callable[[str], None],
+) -> SyncOutcome:
     job = defs.resolve_job_def("sync_job")
     mode = FULL if full_refresh else INCREMENTAL
     outcome = SyncOutcome(success=True)
@@ -81,7 +108,7 @@ def run_sync(
     for start, end in contiguous_ranges(after, targets):
         say(f"syncing bots {start}..{end} ({mode})")
         tags = range_tags(start, end, mode)
-        if not _execute(job, instance, outcome, tags=tags, selection=["submissions", "warehouse"]):
+        if not _execute(job, instance, outcome, tags=tags, selection=["submissions"]):
             break
     return outcome
 
@@ -107,6 +134,7 @@ def _execute(
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     outcome.runs += 1
+    succeeded = outcome.success and result.success
     for event in result.all_events:
         record: dg.AssetMaterialization | dg.AssetObservation
         if event.is_step_materialization:
@@ -120,9 +148,13 @@ def _execute(
         name = record.asset_key.to_user_string()
         facts = {k: v.value for k, v in record.metadata.items()}
         outcome.metadata.setdefault(name, {}).update(facts)
-    if not result.success:
-        outcome.success = False
+        for key in (LAKE_FILES_KEY, RUN_PREFIX + LAKE_FILES_KEY):
+            written = facts.get(key)
+            if isinstance(written, int):
+                outcome.lake_files_written += written
+    if not result.success and outcome.success:
         outcome.reason = _failure_reason(result)
+    outcome.success = succeeded
     return result.success
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 import dagster as dg
@@ -18,58 +17,126 @@ def bots_metadata(report: BotsReport, *, new_partitions: int) -> dict[str, Any]:
     return {**report.metadata(), "partitions_added": new_partitions}
 
 
-# The totals repeated on every bot partition's materialization. Dagster stores each event's
-# metadata separately, so at a thousand bots every key here costs seconds; the full set goes once
-# on the run's observation (see ``run_observation``).
-PARTITION_KEYS = ("bots_synced", "bots_skipped", "rows_new", "rows_updated", "requests")
+# The run's headline totals, on the step's failure when bots failed (the full set goes on the
+# run's observation, see ``run_observation``).
+HEADLINE_KEYS = (
+    "bots_synced",
+    "bots_changed",
+    "bots_skipped",
+    "rows_new",
+    "rows_updated",
+    "requests",
+)
 
 
 def run_metadata(report: SubmissionsReport) -> dict[str, Any]:
-    """The run's headline totals, prefixed: they are the run's, not the partition's own."""
+    """The run's headline totals, prefixed: they are the run's, not a partition's own."""
     facts = report.metadata()
-    return {RUN_PREFIX + key: facts[key] for key in PARTITION_KEYS}
+    return {RUN_PREFIX + key: facts[key] for key in HEADLINE_KEYS}
 
 
 def run_observation(report: SubmissionsReport) -> dict[str, Any]:
-    """Every total of the run and a table of the bots it touched, recorded once."""
+    """Every total of the run and a table of the bots it touched, recorded once per run."""
     facts = {RUN_PREFIX + key: value for key, value in report.metadata().items()}
     return {**facts, **bots_table(report)}
 
 
+def bot_events(
+    report: SubmissionsReport, asset_key: dg.AssetKey, *, mark_every_synced: bool
+) -> list[dg.AssetMaterialization | dg.AssetObservation]:
+    """One event per bot partition that has something to say, each with that bot's own facts.
+
+    A materialization for each bot whose data changed (every synced bot when
+    ``mark_every_synced``: a backfill marks what it was asked for), and an observation naming
+    the error for each bot that failed; unchanged bots get nothing and keep their last
+    materialization. Dagster writes each event on its own, so a run costs what changed.
+    """
+    events: list[dg.AssetMaterialization | dg.AssetObservation] = []
+    for bot in report.bots:
+        if bot.changed or (mark_every_synced and bot.action == "synced"):
+            events.append(
+                dg.AssetMaterialization(
+                    asset_key=asset_key,
+                    partition=bot.intake_bot_id,
+                    description=f"{bot.intake_bot_name or bot.intake_bot_id}: synced",
+                    metadata=bot_metadata(bot),
+                )
+            )
+        elif bot.action == "failed":
+            events.append(
+                dg.AssetObservation(
+                    asset_key=asset_key,
+                    partition=bot.intake_bot_id,
+                    description=f"{bot.intake_bot_name or bot.intake_bot_id}: sync failed",
+                    metadata={**bot_metadata(bot), "error": dg.MetadataValue.text(bot.error or "")},
+                )
+            )
+    return events
+
+
+def bot_metadata(bot: BotSubmissionsReport) -> dict[str, Any]:
+    """What one run did for one bot: counts, its resume point and name, never answer values."""
+    facts: dict[str, Any] = {
+        "bot": dg.MetadataValue.text(bot.intake_bot_name),
+        "status": dg.MetadataValue.text(bot.action),
+        "rows_new": dg.MetadataValue.int(bot.rows_new),
+        "rows_rescanned": dg.MetadataValue.int(bot.rows_rescanned),
+        "rows_updated": dg.MetadataValue.int(bot.refresh_updated),
+        "pages": dg.MetadataValue.int(bot.pages),
+        "requests": dg.MetadataValue.int(bot.requests),
+        "in_progress_refreshed": dg.MetadataValue.int(bot.refreshed),
+        "resume_point": dg.MetadataValue.text(bot.resume_point_after or "(start)"),
+    }
+    if bot.rescan:
+        facts["rescan"] = dg.MetadataValue.text(bot.rescan)
+    if bot.unknown_answer_fields:
+        facts["unknown_answer_fields"] = dg.MetadataValue.text(", ".join(bot.unknown_answer_fields))
+    return facts
+
+
+# (name, type, description) of the run's table of bots; short names, so columns do not wrap.
 BOT_COLUMNS = [
-    ("intake_bot_id", "string"),
-    ("action", "string"),
-    ("pages", "int"),
-    ("rows_new", "int"),
-    ("rows_rescanned", "int"),
-    ("refresh_updated", "int"),
-    ("rescan", "string"),
-    ("resume_point_before", "string"),
-    ("resume_point_after", "string"),
-    ("unknown_answer_fields", "string"),
-    ("error", "string"),
+    ("bot", "string", "the bot's name"),
+    ("bot_id", "string", "the bot's id (its partition key)"),
+    ("status", "string", "synced, failed, stopped or missing"),
+    ("pages", "int", "pages read"),
+    ("new", "int", "rows read past the resume point"),
+    ("rescanned", "int", "rows read again by a rescan"),
+    ("updated", "int", "IN_PROGRESS rows stored again"),
+    ("rescan", "string", "why a rescan ran"),
+    ("resume_from", "string", "resume point before the run"),
+    ("resume_to", "string", "resume point after the run"),
+    ("error", "string", "why the bot failed (ids and request ids only)"),
 ]
 
 
 def bots_table(report: SubmissionsReport) -> dict[str, Any]:
-    """The bots this run did something for, as one table (skipped bots are only counted).
-
-    One table on the run's event rather than metadata per partition: Dagster validates each
-    per-partition call against the whole range, which costs seconds at a thousand bots.
-    """
+    """The bots this run did something for, as one table (skipped bots are only counted)."""
     rows = [bot for bot in report.bots if bot.action != "skipped"]
     return {
         RUN_PREFIX + "bots": dg.TableMetadataValue(
             records=[dg.TableRecord(_bot_row(bot)) for bot in rows],
-            schema=dg.TableSchema(columns=[dg.TableColumn(n, t) for n, t in BOT_COLUMNS]),
+            schema=dg.TableSchema(
+                columns=[dg.TableColumn(n, t, description=d) for n, t, d in BOT_COLUMNS]
+            ),
         )
     }
 
 
 def _bot_row(bot: BotSubmissionsReport) -> dict[str, str | int]:
-    facts = asdict(bot)
-    facts["unknown_answer_fields"] = ", ".join(bot.unknown_answer_fields)
-    return {name: ("" if facts[name] is None else facts[name]) for name, _ in BOT_COLUMNS}
+    return {
+        "bot": bot.intake_bot_name,
+        "bot_id": bot.intake_bot_id,
+        "status": bot.action,
+        "pages": bot.pages,
+        "new": bot.rows_new,
+        "rescanned": bot.rows_rescanned,
+        "updated": bot.refresh_updated,
+        "rescan": bot.rescan or "",
+        "resume_from": bot.resume_point_before or "",
+        "resume_to": bot.resume_point_after or "",
+        "error": bot.error or "",
+    }
 
 
 def load_metadata(report: LoadReport) -> dict[str, Any]:

@@ -67,6 +67,8 @@ DEFAULT_CONCURRENCY = 8
 # far less to load; a crash re-reads at most this many pages.
 PAGES_PER_FILE = 10
 DEFAULT_IN_PROGRESS_REFRESH_LIMIT = 500
+# Every report's count of lake files it wrote: the warehouse has work only when one is above 0.
+LAKE_FILES_KEY = "lake_files_written"
 
 
 class SyncClient(Protocol):
@@ -128,6 +130,7 @@ class BotsReport:
     detail_errors: tuple[str, ...]  # "bot id: error" (ids and request ids only)
     schema_drift: tuple[SchemaDrift, ...]
     rows_written: int
+    files_written: int  # lake files: the bots file and one schema file per fetched detail
     requests: int
     throttled: int
     seconds_waited: float
@@ -137,6 +140,7 @@ class BotsReport:
     def metadata(self) -> dict[str, int | float | str]:
         return {
             "bots_seen": len(self.bots),
+            LAKE_FILES_KEY: self.files_written,
             "bots_new": self.bots_new,
             "bots_changed": self.bots_changed,
             "details_fetched": self.details_fetched,
@@ -286,6 +290,7 @@ def sync_bots(
         detail_errors=tuple(sorted(errors)),
         schema_drift=tuple(sorted(drifts, key=lambda d: d.intake_bot_id)),
         rows_written=len(rows),
+        files_written=(1 if rows else 0) + len(details),
         requests=int(delta.get("requests", 0)),
         throttled=int(delta.get("throttled", 0)),
         seconds_waited=delta.get("seconds_waited", 0.0),
@@ -306,6 +311,7 @@ class BotSubmissionsReport:
     # "skipped", "synced", "failed", "stopped" (wait ceiling), or "missing": asked for but not in
     # the bot listing (deleted in ioZen, or no longer visible to this key); its rows stay.
     action: str
+    intake_bot_name: str = ""
     pages: int = 0
     requests: int = 0
     rows_new: int = 0  # rows read by the live stream past its resume point
@@ -320,9 +326,23 @@ class BotSubmissionsReport:
     rescan_finished: bool = False
     # the stored resume point was rejected and the last page was read again from its start
     resume_fallback: bool = False
+    files_written: int = 0  # lake files (one per table per batch of pages)
     unknown_answer_fields: tuple[str, ...] = ()  # answer names not in the bot's schema
     type_mismatch_fields: tuple[str, ...] = ()  # answers whose kind does not fit the field type
     error: str | None = None
+
+    @property
+    def rows_written(self) -> int:
+        """Rows this run wrote to the lake for the bot."""
+        return self.rows_new + self.rows_rescanned + self.refresh_updated
+
+    @property
+    def changed(self) -> bool:
+        """The bot's data moved in this run: a page was read (its count or version had moved,
+        a first sync, a rescan), or a refresh stored rows again or found rows gone."""
+        return self.action == "synced" and (
+            self.pages > 0 or self.refresh_updated > 0 or self.refresh_missing > 0
+        )
 
 
 @dataclass(frozen=True)
@@ -351,11 +371,12 @@ class SubmissionsReport:
         )
 
     def metadata(self) -> dict[str, int | float | str]:
-        rows = self.total("rows_new") + self.total("rows_rescanned") + self.total("refresh_updated")
+        rows = sum(bot.rows_written for bot in self.bots)
         return {
             "bots_seen": len(self.bots),
             "bots_skipped": self.count("skipped"),
             "bots_synced": self.count("synced"),
+            "bots_changed": sum(1 for bot in self.bots if bot.changed),
             "bots_failed": self.count("failed"),
             "bots_stopped": self.count("stopped"),
             "bots_missing": self.count("missing"),
@@ -368,6 +389,7 @@ class SubmissionsReport:
             "rows_new": self.total("rows_new"),
             "rows_rescanned": self.total("rows_rescanned"),
             "rows_updated": self.total("refresh_updated"),
+            LAKE_FILES_KEY: self.total("files_written"),
             "in_progress_refreshed": self.total("refreshed"),
             "in_progress_completed": self.total("refresh_completed"),
             "resume_points_moved": self.resume_points_moved,
@@ -423,6 +445,7 @@ class _BotRun:
     refresh_updated: int = 0
     refresh_completed: int = 0
     refresh_missing: int = 0
+    files_written: int = 0
     rescan: str | None = None
     rescan_finished: bool = False
     resume_fallback: bool = False
@@ -478,7 +501,11 @@ class _Engine:
         )
         if unchanged and not in_progress and rescan is None and not full_refresh:
             return BotSubmissionsReport(
-                bot.id, "skipped", resume_point_before=before, resume_point_after=before
+                bot.id,
+                "skipped",
+                bot.name,
+                resume_point_before=before,
+                resume_point_after=before,
             )
         run = _BotRun(bot)
         action = "synced"
@@ -501,6 +528,7 @@ class _Engine:
         return BotSubmissionsReport(
             intake_bot_id=bot.id,
             action=action,
+            intake_bot_name=bot.name,
             pages=run.pages,
             requests=run.requests,
             rows_new=run.rows_new,
@@ -509,6 +537,7 @@ class _Engine:
             refresh_updated=run.refresh_updated,
             refresh_completed=run.refresh_completed,
             refresh_missing=run.refresh_missing,
+            files_written=run.files_written,
             resume_point_before=before,
             resume_point_after=after.resume_point if after else None,
             rescan=run.rescan,
@@ -721,6 +750,7 @@ class _Engine:
                 ("submissions", bot_id, stem, submissions),
             ]
         )
+        run.files_written += 2
 
     def _check_drift(
         self,
@@ -833,7 +863,7 @@ def sync_submissions(
 
     def one(bot: IntakeBot) -> None:
         if engine.stop.is_set():
-            report = BotSubmissionsReport(bot.id, "stopped")
+            report = BotSubmissionsReport(bot.id, "stopped", bot.name)
         else:
             report = engine.sync_bot(
                 bot, full_refresh=bot.id in refresh, in_progress=in_progress.get(bot.id, 0)
@@ -869,11 +899,13 @@ class WebhooksReport:
     skipped: str | None  # why nothing was read (e.g. the plan has no webhooks)
     requests: int
     elapsed_s: float
+    files_written: int = 0  # 1 when the list differed from the last snapshot, else 0
 
     def metadata(self) -> dict[str, int | float | str]:
         return {
             "webhooks": self.webhooks,
             "dagster/row_count": self.webhooks,
+            LAKE_FILES_KEY: self.files_written,
             "skipped": self.skipped or "",
             "requests": self.requests,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -887,8 +919,8 @@ def sync_webhooks(
     *,
     clock: Callable[[], str] = utc_now_iso,
 ) -> WebhooksReport:
-    """List every webhook endpoint into one file per run, empty or not (a snapshot of the whole
-    list; secrets are never listed)."""
+    """List every webhook endpoint; write the list as one snapshot file, empty or not, when it
+    differs from the last one written (secrets are never listed)."""
     started = time.monotonic()
     stats_before = _stats(client)
     synced_at = clock()
@@ -901,17 +933,33 @@ def sync_webhooks(
         return WebhooksReport(
             0, refused.code, int(delta.get("requests", 0)), time.monotonic() - started
         )
-    # Written even when empty: the file is the whole list at synced_at, so an empty one says
-    # every endpoint is gone (the warehouse replaces the table with the newest snapshot).
-    lake.write("webhooks", None, _compact(synced_at), normalise.webhooks_table(hooks, synced_at))
+    digest = _webhooks_digest(hooks)
+    last = state.get(WEBHOOKS_STREAM)
+    changed = last is None or last.bot_schema_shape != digest
+    if changed:
+        # Written even when empty: the file is the whole list at synced_at, so an empty one says
+        # every endpoint is gone (the warehouse replaces the table with the newest snapshot).
+        table = normalise.webhooks_table(hooks, synced_at)
+        lake.write("webhooks", None, _compact(synced_at), table)
+    # Recorded every run: the stream's completed_at says when the API was last read.
     state.set_seen(
         WEBHOOKS_STREAM,
         "",
         bot_updated_at=synced_at,
         submission_count=len(hooks),
-        schema_shape=None,
+        schema_shape=digest,
     )
     delta = _stats_delta(stats_before, _stats(client))
     return WebhooksReport(
-        len(hooks), None, int(delta.get("requests", 0)), time.monotonic() - started
+        len(hooks),
+        None,
+        int(delta.get("requests", 0)),
+        time.monotonic() - started,
+        files_written=1 if changed else 0,
     )
+
+
+def _webhooks_digest(hooks: Sequence[Webhook]) -> str:
+    """What the snapshot file would hold, short: an unchanged list writes no new file."""
+    text = repr(sorted(hooks, key=lambda hook: hook.id))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()

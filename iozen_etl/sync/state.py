@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS sync_state (
     seen_submission_count INTEGER,          -- the bot's count when a scan last reached the end
     seen_bot_updated_at TEXT,               -- the bot's updated_at at that moment
     needs_rescan TEXT,                      -- why the next sync of this bot scans from the start
-    bot_schema_shape TEXT,                  -- intake_bot_schema: shape of the stored schema
+    bot_schema_shape TEXT,                  -- shape of the stored schema; webhooks: list digest
     pages_total INTEGER NOT NULL DEFAULT 0,
     rows_total INTEGER NOT NULL DEFAULT 0,
     rescans_total INTEGER NOT NULL DEFAULT 0,

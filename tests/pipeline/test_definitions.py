@@ -92,23 +92,38 @@ def test_new_bots_sensor_syncs_only_never_synced_bots(tmp_path):
         instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["b3", "b4"])
         (request,) = new_bots_sensor.evaluate_tick(context).run_requests
         assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("b3", "b4")
-        assert {k.to_user_string() for k in request.asset_selection} == {
-            "submissions",
-            "warehouse",
-        }
+        # The warehouse sensor loads what the run writes.
+        assert {k.to_user_string() for k in request.asset_selection} == {"submissions"}
 
 
-def test_warehouse_sensor_loads_after_extracts_newer_than_the_last_load():
+def test_warehouse_sensor_loads_only_after_runs_that_wrote_files():
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, definitions=defs)
         assert warehouse_sensor.evaluate_tick(context).run_requests == []
+        # A sync step over bots that changed nothing: nothing to load.
         instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key="submissions", partition="b1")
+            dg.AssetObservation(asset_key="submissions", metadata={"run/lake_files_written": 0})
         )
-        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["b1"])
-        assert len(warehouse_sensor.evaluate_tick(context).run_requests) == 1
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="webhooks", metadata={"lake_files_written": 0})
+        )
+        assert warehouse_sensor.evaluate_tick(context).run_requests == []
+        # One that wrote files, then another that did not: the load is still due.
+        instance.report_runless_asset_event(
+            dg.AssetObservation(asset_key="submissions", metadata={"run/lake_files_written": 4})
+        )
+        instance.report_runless_asset_event(
+            dg.AssetObservation(asset_key="submissions", metadata={"run/lake_files_written": 0})
+        )
+        (request,) = warehouse_sensor.evaluate_tick(context).run_requests
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="warehouse"))
         assert warehouse_sensor.evaluate_tick(context).run_requests == []
+        # New bot schemas after the load: a new load, under a new run key.
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="intake_bots", metadata={"lake_files_written": 2})
+        )
+        (again,) = warehouse_sensor.evaluate_tick(context).run_requests
+        assert again.run_key != request.run_key
 
 
 def test_inbox_sensor_replays_settled_files_once_each(tmp_path, monkeypatch):

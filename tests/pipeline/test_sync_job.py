@@ -9,20 +9,21 @@ import duckdb
 
 from iozen_etl.definitions import defs
 from iozen_etl.pipeline.assets import intake_bots, submissions, warehouse, webhooks
-from iozen_etl.pipeline.automation import sync_job
+from iozen_etl.pipeline.automation import load_job, sync_job
 from iozen_etl.pipeline.launch import open_instance, run_sync
 from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, serve
 from iozen_etl.settings import DataPaths
+from iozen_etl.sync.lake import Lake
 
 
 def test_first_sync_then_incremental_matches_the_sandbox(world):
     with dg.DagsterInstance.ephemeral() as instance:
         first = run_sync(defs, instance, say=lambda line: None)
         assert first.success, first.reason
-        # First ever sync: one run lists the bots, one syncs the bots it discovered.
-        assert first.runs == 2
+        # First ever sync: one run lists the bots, one syncs the bots it discovered, one loads.
+        assert first.runs == 3
         assert sorted(instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)) == sorted(
             world.sandbox.bot_ids()
         )
@@ -36,7 +37,7 @@ def test_first_sync_then_incremental_matches_the_sandbox(world):
         listings_before = world.sandbox.request_count("bots")
         second = run_sync(defs, instance, say=lambda line: None)
         assert second.success, second.reason
-        assert second.runs == 2  # the known bots, then the bot this run discovered
+        assert second.runs == 3  # the known bots, the bot this run discovered, the load
         # The first run lists the bots once (its submissions step reuses that listing); the
         # second run, for the new bot alone, has no intake_bots step and lists for itself.
         assert world.sandbox.request_count("bots") - listings_before == 2
@@ -55,7 +56,7 @@ def test_a_run_over_every_bot_announces_itself_with_one_planned_event(world, mon
         assert run_sync(defs, instance, say=lambda line: None).success
         bots = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
         outcome = run_sync(defs, instance, say=lambda line: None)
-        assert outcome.success and outcome.runs == 1
+        assert outcome.success and outcome.runs == 1  # nothing changed: no load either
         (run,) = instance.get_runs(limit=1)
         planned = instance.all_logs(
             run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
@@ -118,7 +119,7 @@ def test_a_sync_stopped_at_the_wait_ceiling_keeps_its_pages_and_resumes(tmp_path
     monkeypatch.setenv("IOZEN_DATA_DIR", str(tmp_path / "data"))
     impatient = dg.Definitions(
         assets=[intake_bots, webhooks, submissions, warehouse],
-        jobs=[sync_job],
+        jobs=[sync_job, load_job],
         executor=dg.in_process_executor,
         resources={
             "iozen_api": IozenApiResource(api_key=dg.EnvVar("IOZEN_API_KEY"), max_wait_s=0.2),
@@ -155,3 +156,61 @@ def test_the_key_appears_in_no_file_log_or_metadata(world, caplog):
         leaking = [str(p) for p in files if key in p.read_bytes()]
     assert leaking == []
     assert world.sandbox.api_key not in caplog.text
+
+
+def _latest(instance, kind, bot):
+    """The run id of the newest materialization (or observation) of one bot partition."""
+    records_filter = dg.AssetRecordsFilter(asset_key=submissions.key, asset_partitions=[bot])
+    fetch = instance.fetch_materializations if kind == "m" else instance.fetch_observations
+    records = fetch(records_filter, limit=1).records
+    return (records[0].run_id, records[0]) if records else (None, None)
+
+
+def test_a_run_marks_only_the_bots_that_changed_and_names_the_one_that_failed(world, monkeypatch):
+    """On a real instance: after a run over every bot, the changed bot has a new
+    materialization with its own facts, unchanged bots keep the one they had, and a bot whose
+    files could not be written has an observation naming the error; the next run completes it."""
+    monkeypatch.delenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", raising=False)
+    with dg.instance_for_test() as instance:
+        assert run_sync(defs, instance, say=lambda line: None).success
+        first_run = {bot: _latest(instance, "m", bot)[0] for bot in world.sandbox.bot_ids()}
+        assert None not in first_run.values()
+
+        changed, broken, *unchanged = world.sandbox.bot_ids()
+        world.sandbox.generate_submissions(changed, 3)
+        world.sandbox.generate_submissions(broken, 2)
+        # The broken bot's lake folder becomes a file: its next write fails with an OSError.
+        folder = Lake(world.paths.parquet).path("submissions", broken, "x").parent
+        folder.rename(folder.with_name("moved-away"))
+        folder.write_text("not a folder")
+
+        outcome = run_sync(defs, instance, say=lambda line: None)
+        assert not outcome.success and broken in (outcome.reason or "")
+        (sync_run,) = instance.get_runs(filters=dg.RunsFilter(job_name="sync_job"), limit=1)
+        events = instance.all_logs(
+            sync_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        )
+        marked = [
+            e.dagster_event.partition
+            for e in events
+            if e.dagster_event.asset_key == submissions.key
+        ]
+        assert marked == [changed]
+        run_id, record = _latest(instance, "m", changed)
+        assert run_id == sync_run.run_id
+        facts = record.asset_materialization.metadata
+        name = next(b["name"] for b in world.sandbox.truth_bots() if b["id"] == changed)
+        assert facts["rows_new"].value == 3 and facts["bot"].value == name
+        assert all(_latest(instance, "m", bot)[0] == first_run[bot] for bot in unchanged)
+        assert _latest(instance, "m", broken)[0] == first_run[broken]
+        failed_run, failure = _latest(instance, "o", broken)
+        assert failed_run == sync_run.run_id
+        assert failure.asset_observation.metadata["status"].value == "failed"
+        assert str(folder) in failure.asset_observation.metadata["error"].value
+
+        folder.unlink()
+        folder.with_name("moved-away").rename(folder)
+        again = run_sync(defs, instance, say=lambda line: None)
+        assert again.success, again.reason
+        assert _latest(instance, "m", broken)[0] != first_run[broken]
+        assert world.warehouse_submissions() == world.truth_submissions()
