@@ -166,9 +166,11 @@ def test_first_and_incremental_sync_equal_the_truth(variant: Variant, tmp_path: 
         else:
             # DECISIONS #6: a resume point that is the last item's id is no cursor here; the
             # last page is read again from the cursor it began at (at most one page per bot).
-            extra = second.submissions.total("rows_new") - moved["new_submissions"]
+            # Or, where IN_PROGRESS rows sit in that page, from its start for them as well.
+            again = second.submissions.total("rows_new") + second.submissions.total("rows_reread")
+            extra = again - moved["new_submissions"]
             assert 0 < extra <= 100 * len(second.submissions.bots)
-            assert any(b.resume_fallback for b in second.submissions.bots)
+            assert any(b.resume_fallback or b.rows_reread for b in second.submissions.bots)
 
 
 def test_rate_limited_runs_wait_on_the_sandbox_clock(tmp_path: Path) -> None:
@@ -199,32 +201,49 @@ def test_newest_first_lists_fall_back_to_a_rescan_and_say_so(tmp_path: Path) -> 
     assert second.submissions.metadata()["bots_rescanned"] == len(rescanned)
 
 
-def sync_across_cursor_expiry(tmp_path: Path, **config: Any) -> RunReport:
+def sync_across_cursor_expiry(
+    tmp_path: Path, *, refresh_limit: int = 500, late_in_progress: int = 0, **config: Any
+) -> RunReport:
     """Sync, let every cursor expire while the world moves, sync again; the warehouse must
     equal the truth. Returns the second run."""
     sandbox = make_sandbox(cursor_mode="opaque", cursor_ttl_s=30.0, **config)
+    for bot in sandbox.bot_ids():
+        sandbox.generate_submissions(bot, late_in_progress, status="IN_PROGRESS")
     client = sandbox_client(sandbox)
     paths = DataPaths(tmp_path)
     run_pipeline(client, paths)
     move_world(sandbox)  # moves the clock past every cursor's lifetime
-    second = run_pipeline(client, paths)
+    second = run_pipeline(client, paths, in_progress_refresh_limit=refresh_limit)
     assert_warehouse_equals_truth(paths, sandbox)
     return second
 
 
 def test_expired_cursors_make_the_extractor_rescan_that_bot(tmp_path: Path) -> None:
     # 12 pages a bot: the last committed file of pages began at an (expired) cursor too.
-    second = sync_across_cursor_expiry(tmp_path, bots=3, submissions_per_bot=1_150)
+    # A small refresh budget: the IN_PROGRESS rows spread over every page are read one GET
+    # each, so the live stream starts at its (expired) resume point.
+    second = sync_across_cursor_expiry(tmp_path, bots=3, submissions_per_bot=1_150, refresh_limit=5)
     reasons = {b.rescan for b in second.submissions.bots if b.rescan}
     assert reasons == {"cursor_rejected"}
 
 
+def test_an_expired_page_start_of_in_progress_rows_falls_back_to_gets(tmp_path: Path) -> None:
+    # IN_PROGRESS rows only in each bot's last file of pages, which began at a cursor that
+    # expired: they cannot be read again in pages, so they are read one GET each.
+    second = sync_across_cursor_expiry(
+        tmp_path, bots=3, submissions_per_bot=1_150, in_progress_share=0, late_in_progress=3
+    )
+    fallen_back = [b for b in second.submissions.bots if b.refresh_fallback]
+    assert fallen_back and all(b.refreshed > 0 for b in fallen_back)
+
+
 def test_an_expired_cursor_of_a_short_bot_falls_back_to_its_first_page(tmp_path: Path) -> None:
     # Two pages a bot, written as one file that began at the start: the fallback re-reads the
-    # bot from there, no rescan needed.
+    # bot from there (or reads it from there anyway for its IN_PROGRESS rows), no rescan needed.
     second = sync_across_cursor_expiry(tmp_path, submissions_per_bot=150)
     resumed = [b for b in second.submissions.bots if b.resume_point_before and b.rows_new]
-    assert resumed and all(b.resume_fallback and b.rescan is None for b in resumed)
+    assert resumed and all(b.rescan is None for b in resumed)
+    assert all(b.resume_fallback or b.rows_reread for b in resumed)
 
 
 def test_a_deleted_webhook_endpoint_leaves_the_warehouse(tmp_path: Path) -> None:

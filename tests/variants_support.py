@@ -58,6 +58,7 @@ def run_pipeline(
     *,
     full_refresh: bool = False,
     concurrency: int = 4,
+    in_progress_refresh_limit: int = 500,
 ) -> RunReport:
     """sync_bots + sync_submissions + sync_webhooks + load_warehouse, failing on any bot error."""
     lake = Lake(paths.parquet)
@@ -65,7 +66,13 @@ def run_pipeline(
         bots = sync_bots(client, lake, state, concurrency=concurrency)
         refresh = frozenset(bot.id for bot in bots.bots) if full_refresh else frozenset()
         subs = sync_submissions(
-            client, lake, state, bots.bots, full_refresh=refresh, concurrency=concurrency
+            client,
+            lake,
+            state,
+            bots.bots,
+            full_refresh=refresh,
+            concurrency=concurrency,
+            in_progress_refresh_limit=in_progress_refresh_limit,
         )
         hooks = sync_webhooks(client, lake, state)
     assert bots.detail_errors == (), bots.detail_errors

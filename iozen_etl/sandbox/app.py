@@ -873,7 +873,9 @@ class Sandbox:
             made = []
             for _ in range(n):
                 chosen = status or (
-                    "IN_PROGRESS" if self._world.rng.random() < 0.15 else "COMPLETED"
+                    "IN_PROGRESS"
+                    if self._world.rng.random() < self.config.in_progress_share
+                    else "COMPLETED"
                 )
                 data = self._world.random_answers(bot)
                 created = self._world.insert_submission(bot, data, chosen, is_test, from_api=False)

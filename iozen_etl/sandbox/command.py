@@ -45,6 +45,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=50,
         help="mean submissions per bot; the spread is skewed (default 50)",
     )
+    parser.add_argument(
+        "--in-progress-share",
+        type=float,
+        default=0.15,
+        help="share of seeded and generated submissions left IN_PROGRESS (default 0.15)",
+    )
     parser.add_argument("--plan", choices=("pro", "business"), default="business")
     parser.add_argument(
         "--rate-limit", type=int, default=None, help="requests per window per key (plan default)"
@@ -118,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         seed=args.seed,
         bots=args.bots,
         submissions_per_bot=args.submissions_per_bot,
+        in_progress_share=args.in_progress_share,
         plan=args.plan,
         rate_limit=args.rate_limit,
         window_s=args.window_s,

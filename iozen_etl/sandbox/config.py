@@ -136,6 +136,7 @@ class SandboxConfig:
     seed: int = 0
     bots: int = 20
     submissions_per_bot: int = 50  # the mean; the spread over bots is skewed
+    in_progress_share: float = 0.15  # of seeded and generated submissions, left IN_PROGRESS
     plan: str = "business"
     rate_limit: int | None = None  # None: the plan's limit (pro 100, business 500)
     window_s: float = 60.0
@@ -174,6 +175,7 @@ class SandboxConfig:
             (self.plan in PLAN_RATE_LIMITS, f"plan must be pro or business, not {self.plan!r}"),
             (self.bots >= 0, "bots must be >= 0"),
             (self.submissions_per_bot >= 0, "submissions_per_bot must be >= 0"),
+            (0 <= self.in_progress_share <= 1, "in_progress_share must be within 0..1"),
             (self.rate_limit is None or self.rate_limit >= 1, "rate_limit must be >= 1"),
             (self.window_s > 0, "window_s must be > 0"),
             (self.create_status in (200, 201), "create_status must be 200 or 201"),

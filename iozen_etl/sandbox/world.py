@@ -434,7 +434,7 @@ class World:
         """
         pools = self._pools[template]
         rnd = rng.random
-        in_progress = rnd() < 0.15
+        in_progress = rnd() < self.config.in_progress_share
         stop_at = int(rnd() * len(pools)) if in_progress else len(pools)
         parts: list[bytes] = []
         answered = 0

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import pyarrow.parquet as pq
 
@@ -49,6 +49,7 @@ from iozen_etl.api.errors import (
 from iozen_etl.api.models import IntakeBot, Page, SchemaItem, Submission, Webhook
 from iozen_etl.sync import normalise
 from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.refresh import RefreshPlan, plan_refreshes
 from iozen_etl.sync.state import (
     RESCAN_STREAM,
     SCHEMA_STREAM,
@@ -57,6 +58,7 @@ from iozen_etl.sync.state import (
     InProgress,
     StateStore,
     StreamState,
+    TrackedPage,
     utc_now_iso,
 )
 
@@ -320,6 +322,9 @@ class BotSubmissionsReport:
     refresh_updated: int = 0  # ... stored again: updated_at, status or answers had moved
     refresh_completed: int = 0  # ... that are no longer IN_PROGRESS
     refresh_missing: int = 0  # ... that the API no longer has (404)
+    rows_reread: int = 0  # rows before the resume point read again to refresh IN_PROGRESS ones
+    in_progress_unchecked: int = 0  # IN_PROGRESS rows the run's budget left for a later run
+    refresh_fallback: bool = False  # the page re-read's cursor was refused: GETs instead
     resume_point_before: str | None = None
     resume_point_after: str | None = None
     rescan: str | None = None  # why a rescan ran: full_refresh, cursor_rejected, out_of_order
@@ -392,6 +397,8 @@ class SubmissionsReport:
             LAKE_FILES_KEY: self.total("files_written"),
             "in_progress_refreshed": self.total("refreshed"),
             "in_progress_completed": self.total("refresh_completed"),
+            "in_progress_unchecked": self.total("in_progress_unchecked"),
+            "rows_reread": self.total("rows_reread"),
             "resume_points_moved": self.resume_points_moved,
             "schema_drift_bots": sum(
                 1 for bot in self.bots if bot.unknown_answer_fields or bot.type_mismatch_fields
@@ -445,12 +452,50 @@ class _BotRun:
     refresh_updated: int = 0
     refresh_completed: int = 0
     refresh_missing: int = 0
+    rows_reread: int = 0
+    reread_unseen: int = 0
+    refresh_fallback: bool = False
     files_written: int = 0
     rescan: str | None = None
     rescan_finished: bool = False
     resume_fallback: bool = False
     unknown_fields: set[str] = field(default_factory=set)
     mismatched_fields: set[str] = field(default_factory=set)
+
+
+# Where a scan starts: a cursor (None: the beginning) and the submissions before it (None: unknown).
+_Start: TypeAlias = tuple[str | None, int | None]
+
+
+@dataclass
+class _Reread:
+    """IN_PROGRESS rows checked while pages are read again for them."""
+
+    until: int | None  # the old resume point's position: rows before it are read again
+    stored: dict[str, tuple[str, str | None, int | None]]  # id -> updated_at, digest, position
+    seen: set[str] = field(default_factory=set)
+
+    def count(self, run: _BotRun, items: Sequence[Submission], position: int | None) -> int:
+        """Check the IN_PROGRESS rows among ``items`` (read after ``position`` submissions);
+        how many of ``items`` sit before the old resume point."""
+        before = 0
+        if self.until is not None and position is not None:
+            before = max(0, min(len(items), self.until - position))
+        run.rows_reread += before
+        for sub in items:
+            stored = self.stored.get(sub.id)
+            if stored is not None:
+                self.seen.add(sub.id)
+                _Engine._recheck(run, sub, stored[0], stored[1])
+        return before
+
+    def unseen_after(self, position: int) -> int:
+        """Stored rows read from at or after ``position`` that the pages did not show."""
+        return sum(
+            1
+            for sid, (_, _, at) in self.stored.items()
+            if at is not None and at >= position and sid not in self.seen
+        )
 
 
 @dataclass
@@ -488,7 +533,7 @@ class _Engine:
             return granted
 
     def sync_bot(
-        self, bot: IntakeBot, *, full_refresh: bool, in_progress: int
+        self, bot: IntakeBot, *, full_refresh: bool, refresh: RefreshPlan | None
     ) -> BotSubmissionsReport:
         live = self.state.get(SUBMISSIONS_STREAM, bot.id)
         rescan = self.state.get(RESCAN_STREAM, bot.id)
@@ -499,22 +544,33 @@ class _Engine:
             and live.seen_submission_count == bot.submission_count
             and live.seen_bot_updated_at == bot.updated_at
         )
-        if unchanged and not in_progress and rescan is None and not full_refresh:
+        unchecked = refresh.unchecked if refresh is not None else 0
+        rereads = refresh is not None and refresh.pages_from is not None
+        gets = refresh.gets if refresh is not None else 0
+        if unchanged and not rereads and not gets and rescan is None and not full_refresh:
             return BotSubmissionsReport(
                 bot.id,
                 "skipped",
                 bot.name,
                 resume_point_before=before,
                 resume_point_after=before,
+                in_progress_unchecked=unchecked,
             )
         run = _BotRun(bot)
         action = "synced"
         error: str | None = None
+        reread = refresh.pages_from if refresh is not None else None
         try:
             if not unchanged or rescan is not None or full_refresh:
-                # Unchanged bots holding IN_PROGRESS submissions only need the refresh below.
-                self._sync_streams(run, live, rescan, full_refresh=full_refresh)
-            self._refresh_in_progress(run, in_progress)
+                self._sync_streams(run, live, rescan, full_refresh=full_refresh, reread=reread)
+            elif reread is not None:
+                # Unchanged: its pages are read again for the IN_PROGRESS rows, nothing else.
+                self._reread_pages(run, reread)
+            if run.refresh_fallback and refresh is not None:
+                gets += self.take_refresh_budget(refresh.pages_covered)
+            # Rows the pages should have shown and did not (deleted, or moved): asked one by one.
+            gets += self.take_refresh_budget(run.reread_unseen)
+            self._refresh_in_progress(run, gets)
         except (_Stop, WaitCeilingReached) as stop:
             if isinstance(stop, WaitCeilingReached):
                 self.ceiling_error = self.ceiling_error or str(stop)
@@ -537,6 +593,9 @@ class _Engine:
             refresh_updated=run.refresh_updated,
             refresh_completed=run.refresh_completed,
             refresh_missing=run.refresh_missing,
+            rows_reread=run.rows_reread,
+            in_progress_unchecked=unchecked,
+            refresh_fallback=run.refresh_fallback,
             files_written=run.files_written,
             resume_point_before=before,
             resume_point_after=after.resume_point if after else None,
@@ -555,6 +614,7 @@ class _Engine:
         rescan: StreamState | None,
         *,
         full_refresh: bool,
+        reread: TrackedPage | None,
     ) -> None:
         bot = run.bot
         generation = live.scan_generation if live else 0
@@ -572,14 +632,23 @@ class _Engine:
         if rescan is not None:
             self._rescan(run, rescan, reason or "unfinished")
             return
-        # The live stream, from its resume point (a first sync starts at the beginning).
-        start = live.resume_point if live else None
-        scan, start, generation = self._scan_or_restart(
-            run, SUBMISSIONS_STREAM, start, generation, rescanning=False
-        )
+        # The live stream, from its resume point (a first sync starts at the beginning), or from
+        # an earlier page start when IN_PROGRESS rows sit there: one pass reads both.
+        scan: _Scan | None = None
+        start: _Start = (live.resume_point, live.position) if live else (None, 0)
+        if reread is not None and live is not None:
+            try:
+                scan = self._reread_scan(run, reread, generation, until=live.position)
+                start = (reread.start, reread.position)
+            except _CursorRejected:
+                run.refresh_fallback = True  # one GET each instead, after the live stream
+        if scan is None:
+            scan, start, generation = self._scan_or_restart(
+                run, SUBMISSIONS_STREAM, start, generation, rescanning=False
+            )
         if not scan.reached_end:
             return
-        ordered_from_start = scan.in_order or start is None
+        ordered_from_start = scan.in_order or start[0] is None
         self.state.complete_scan(
             bot.id,
             submission_count=bot.submission_count,
@@ -588,7 +657,7 @@ class _Engine:
             needs_rescan=None if scan.in_order else "out_of_order",
             generation=generation,
         )
-        if start is None and run.rescan == "cursor_rejected":
+        if start[0] is None and run.rescan == "cursor_rejected":
             run.rescan_finished = True
         if not ordered_from_start:
             # Items may sit before the resume point we trusted: read the bot again from the start.
@@ -604,8 +673,9 @@ class _Engine:
         bot = run.bot
         run.rescan = reason
         generation = rescan.scan_generation
+        start: _Start = (rescan.resume_point, rescan.position)
         scan, _, generation = self._scan_or_restart(
-            run, RESCAN_STREAM, rescan.resume_point, generation, rescanning=True
+            run, RESCAN_STREAM, start, generation, rescanning=True
         )
         if not scan.reached_end:
             return
@@ -623,11 +693,11 @@ class _Engine:
         self,
         run: _BotRun,
         stream: str,
-        start: str | None,
+        start: _Start,
         generation: int,
         *,
         rescanning: bool,
-    ) -> tuple[_Scan, str | None, int]:
+    ) -> tuple[_Scan, _Start, int]:
         """Scan from ``start``; when the server rejects the resume point, read the last committed
         page again from where it began (its cursor was accepted once), and only if that is
         rejected too, start the stream over under a new generation (DECISIONS.md #6).
@@ -640,7 +710,7 @@ class _Engine:
             return scan, start, generation
         except _CursorRejected:
             row = self.state.get(stream, bot_id)
-            fallback = row.page_start if row is not None else None
+            fallback: _Start = (row.page_start, row.page_start_position) if row else (None, 0)
         run.resume_fallback = True
         try:
             scan = self._scan(run, stream, fallback, generation, rescanning=rescanning)
@@ -651,21 +721,26 @@ class _Engine:
             run.rescan = "cursor_rejected"
         generation += 1
         self.state.start_scan(stream, bot_id, reason=None, generation=generation)
-        return self._scan(run, stream, None, generation, rescanning=True), None, generation
+        scan = self._scan(run, stream, (None, 0), generation, rescanning=True)
+        return scan, (None, 0), generation
 
     def _scan(
         self,
         run: _BotRun,
         stream: str,
-        start: str | None,
+        start: _Start,
         generation: int,
         *,
         rescanning: bool,
+        reread: _Reread | None = None,
     ) -> _Scan:
+        """Read ``stream`` from ``start`` (a cursor and the submissions before it) to the end,
+        writing and committing its pages ten to a file. With ``reread``, the rows before the
+        old resume point are counted as read again and the IN_PROGRESS ones checked."""
         bot_id = run.bot.id
-        point = start
+        point, position = start
         in_order = True
-        pages = iter(self.client.iter_submission_pages(bot_id, resume_point=start))
+        pages = iter(self.client.iter_submission_pages(bot_id, resume_point=point))
         # Pages read but not yet in the lake: written together, as one file per table, once they
         # hold PAGES_PER_FILE pages, at the end of the stream, or before an interruption is
         # passed on (what was read is kept). The resume point moves only past written pages.
@@ -693,22 +768,24 @@ class _Engine:
                 raise
             unwritten.append(page)
             run.pages += 1
+            reread_here = reread.count(run, page.items, position) if reread is not None else 0
             if rescanning:
                 run.rows_rescanned += len(page.items)
             else:
-                run.rows_new += len(page.items)
+                run.rows_new += len(page.items) - reread_here
             in_order = in_order and page.in_order
             point = page.resume_point
+            position = None if position is None else position + len(page.items)
             if len(unwritten) >= PAGES_PER_FILE:
                 self._store_pages(run, stream, unwritten, unwritten_start, generation)
-                unwritten, unwritten_start = [], point
+                unwritten, unwritten_start = [], (point, position)
 
     def _store_pages(
         self,
         run: _BotRun,
         stream: str,
         pages: Sequence[Page[Submission]],
-        start: str | None,
+        start: _Start,
         generation: int,
     ) -> None:
         """Write consecutive pages that began at ``start`` durably, then move the resume point
@@ -716,16 +793,18 @@ class _Engine:
         if not pages:
             return
         bot_id = run.bot.id
+        cursor, position = start
         subs = [sub for page in pages for sub in page.items]
         if subs:
-            stem = f"{generation:05d}-{start if start is not None else 'start'}"
+            stem = f"{generation:05d}-{cursor if cursor is not None else 'start'}"
             self._write_page(run, bot_id, stem, subs, pages[-1].schema)
         self.state.commit_pages(
             stream,
             bot_id,
             pages[-1].resume_point,
             len(subs),
-            page_start=start,
+            page_start=cursor,
+            start_position=position,
             pages=len(pages),
             in_progress=[
                 (s.id, s.updated_at, data_digest(s.data)) for s in subs if s.status == IN_PROGRESS
@@ -770,53 +849,131 @@ class _Engine:
             if fitting is not None and kind not in fitting:
                 run.mismatched_fields.add(name)
 
-    def _refresh_in_progress(self, run: _BotRun, stored: int) -> None:
-        """Read again up to ``stored`` (within the run's budget) submissions kept as IN_PROGRESS,
-        least recently checked first (pages read by this run were just checked)."""
+    def _reread_scan(
+        self, run: _BotRun, page: TrackedPage, generation: int, *, until: int | None
+    ) -> _Scan:
+        """The live stream from an earlier page start that holds IN_PROGRESS rows."""
+        reread = _Reread(until, self.state.in_progress_details(run.bot.id))
+        scan = self._scan(
+            run,
+            SUBMISSIONS_STREAM,
+            (page.start, page.position),
+            generation,
+            rescanning=False,
+            reread=reread,
+        )
+        if scan.reached_end:
+            run.reread_unseen = reread.unseen_after(page.position)
+        return scan
+
+    def _reread_pages(self, run: _BotRun, page: TrackedPage) -> None:
+        """Read an unchanged bot's pages from ``page`` to the end to check its IN_PROGRESS rows;
+        store again only the rows that moved (its resume point and files stay as they are)."""
         bot_id = run.bot.id
-        granted = self.take_refresh_budget(stored)
-        if granted == 0:
-            return
+        reread = _Reread(None, self.state.in_progress_details(bot_id))
+        pages = iter(self.client.iter_submission_pages(bot_id, resume_point=page.start))
         fresh: list[Submission] = []
         still: list[InProgress] = []
         done: list[str] = []
-        for submission_id, stored_updated_at, stored_digest in self.state.in_progress(
-            bot_id, granted
-        ):
-            if self.stop.is_set():
-                break
-            run.requests += 1
-            try:
-                sub = self.client.get_submission(bot_id, submission_id)
-            except ResourceNotFound:
-                run.refresh_missing += 1
-                done.append(submission_id)
-                continue
-            run.refreshed += 1
-            if sub.message_count is None and sub.messages is not None:
-                # The detail carries the messages but not their count, which the list sends.
-                sub = replace(sub, message_count=len(sub.messages))
-            digest = data_digest(sub.data)
-            # Without milliseconds on the wire, a change within the same second leaves updated_at
-            # as it was: the status and the answers say whether the stored row is stale (the
-            # warehouse breaks equal-updated_at ties by synced_at, so storing it again wins).
-            if (
-                sub.updated_at != stored_updated_at
-                or sub.status != IN_PROGRESS
-                or digest != stored_digest
-            ):
-                run.refresh_updated += 1
-                fresh.append(sub)
-            if sub.status == IN_PROGRESS:
-                still.append((sub.id, sub.updated_at, digest))
-            else:
-                run.refresh_completed += 1
-                done.append(sub.id)
-        if fresh:
-            self._write_page(run, bot_id, f"refresh-{_compact(self.synced_at)}", fresh, None)
-        self.state.track_in_progress(bot_id, still, done)
+        try:
+            while not self.stop.is_set():
+                run.requests += 1
+                try:
+                    read = next(pages)
+                except StopIteration:
+                    run.requests -= 1
+                    run.reread_unseen = reread.unseen_after(page.position)
+                    break
+                run.rows_reread += len(read.items)
+                for sub in read.items:
+                    stored = reread.stored.get(sub.id)
+                    if stored is None:
+                        continue
+                    reread.seen.add(sub.id)
+                    differs, tracked = self._recheck(run, sub, stored[0], stored[1])
+                    if differs:
+                        fresh.append(sub)
+                    if tracked is not None:
+                        still.append(tracked)
+                    else:
+                        done.append(sub.id)
+        except ValidationFailed as failure:
+            if not (failure.is_cursor_error and page.start is not None and not reread.seen):
+                raise
+            run.refresh_fallback = True  # the page start expired: one GET each instead
+        finally:
+            self._store_rechecked(run, fresh, still, done)
         if self.stop.is_set():
             raise _Stop
+
+    def _refresh_in_progress(self, run: _BotRun, count: int) -> None:
+        """Read again, one GET each, up to ``count`` submissions kept as IN_PROGRESS, least
+        recently checked first (pages read by this run were just checked)."""
+        if count <= 0:
+            return
+        bot_id = run.bot.id
+        fresh: list[Submission] = []
+        still: list[InProgress] = []
+        done: list[str] = []
+        try:
+            for submission_id, stored_updated_at, stored_digest in self.state.in_progress(
+                bot_id, count
+            ):
+                if self.stop.is_set():
+                    break
+                run.requests += 1
+                try:
+                    sub = self.client.get_submission(bot_id, submission_id)
+                except ResourceNotFound:
+                    run.refresh_missing += 1
+                    done.append(submission_id)
+                    continue
+                if sub.message_count is None and sub.messages is not None:
+                    # The detail carries the messages but not their count, which the list sends.
+                    sub = replace(sub, message_count=len(sub.messages))
+                differs, tracked = self._recheck(run, sub, stored_updated_at, stored_digest)
+                if differs:
+                    fresh.append(sub)
+                if tracked is not None:
+                    still.append(tracked)
+                else:
+                    done.append(sub.id)
+        finally:
+            self._store_rechecked(run, fresh, still, done)
+        if self.stop.is_set():
+            raise _Stop
+
+    @staticmethod
+    def _recheck(
+        run: _BotRun, sub: Submission, stored_updated_at: str, stored_digest: str | None
+    ) -> tuple[bool, InProgress | None]:
+        """Whether a submission read again differs from the stored row, and its IN_PROGRESS
+        entry (None once it is no longer IN_PROGRESS)."""
+        run.refreshed += 1
+        digest = data_digest(sub.data)
+        # Without milliseconds on the wire, a change within the same second leaves updated_at
+        # as it was: the status and the answers say whether the stored row is stale (the
+        # warehouse breaks equal-updated_at ties by synced_at, so storing it again wins).
+        differs = (
+            sub.updated_at != stored_updated_at
+            or sub.status != IN_PROGRESS
+            or digest != stored_digest
+        )
+        if differs:
+            run.refresh_updated += 1
+        if sub.status == IN_PROGRESS:
+            return differs, (sub.id, sub.updated_at, digest)
+        run.refresh_completed += 1
+        return differs, None
+
+    def _store_rechecked(
+        self, run: _BotRun, fresh: Sequence[Submission], still: list[InProgress], done: list[str]
+    ) -> None:
+        if fresh:
+            stem = f"refresh-{_compact(self.synced_at)}"
+            self._write_page(run, run.bot.id, stem, fresh, None)
+        if still or done:
+            self.state.track_in_progress(run.bot.id, still, done)
 
 
 def sync_submissions(
@@ -840,9 +997,8 @@ def sync_submissions(
     """
     started = time.monotonic()
     stats_before = _stats(client)
-    engine = _Engine(
-        client, lake, state, synced_at=clock(), refresh_budget=in_progress_refresh_limit
-    )
+    synced_at = clock()
+    ceiling_error: str | None = None
     reports: list[BotSubmissionsReport] = []
     if bots is None:
         listed: list[IntakeBot] = []
@@ -850,24 +1006,25 @@ def sync_submissions(
             for page in client.iter_intake_bot_pages():
                 listed.extend(page.items)
         except WaitCeilingReached as error:
-            engine.stop.set()
-            engine.ceiling_error = str(error)
+            ceiling_error = str(error)
         bots = listed
     wanted = [bot for bot in bots if only_bots is None or bot.id in only_bots]
     listed_ids = {bot.id for bot in bots}
     for unknown in sorted(set(only_bots or ()) - listed_ids):
         reports.append(BotSubmissionsReport(unknown, "missing"))
-    in_progress = state.in_progress_counts()
     refresh = frozenset(full_refresh)
+    plans, budget_left = plan_refreshes(wanted, state, in_progress_refresh_limit, rescanned=refresh)
+    engine = _Engine(client, lake, state, synced_at=synced_at, refresh_budget=budget_left)
+    if ceiling_error is not None:
+        engine.stop.set()
+        engine.ceiling_error = ceiling_error
     lock = threading.Lock()
 
     def one(bot: IntakeBot) -> None:
         if engine.stop.is_set():
             report = BotSubmissionsReport(bot.id, "stopped", bot.name)
         else:
-            report = engine.sync_bot(
-                bot, full_refresh=bot.id in refresh, in_progress=in_progress.get(bot.id, 0)
-            )
+            report = engine.sync_bot(bot, full_refresh=bot.id in refresh, refresh=plans.get(bot.id))
         with lock:
             reports.append(report)
         if progress is not None:

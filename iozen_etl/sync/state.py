@@ -26,6 +26,15 @@ WEBHOOKS_STREAM = "webhooks"
 
 # A submission stored as IN_PROGRESS: (id, updated_at, digest of its answers or None).
 InProgress: TypeAlias = tuple[str, str, str | None]
+# Columns added after the first release, with their tables: an older state file gains them
+# (NULL: unknown, so those rows are refreshed one GET each until read again in pages).
+_ADDED_COLUMNS = (
+    ("in_progress", "data_digest", "TEXT"),
+    ("in_progress", "page_start", "TEXT"),
+    ("in_progress", "page_position", "INTEGER"),
+    ("sync_state", "position", "INTEGER"),
+    ("sync_state", "page_start_position", "INTEGER"),
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sync_state (
@@ -33,6 +42,8 @@ CREATE TABLE IF NOT EXISTS sync_state (
     intake_bot_id TEXT NOT NULL,            -- '' for streams that are not per bot
     resume_point TEXT,                      -- where the next page starts; NULL: from the start
     page_start TEXT,                        -- where the last committed page started
+    position INTEGER,                       -- submissions before resume_point; NULL: unknown
+    page_start_position INTEGER,            -- submissions before page_start; NULL: unknown
     scan_generation INTEGER NOT NULL DEFAULT 0,  -- bumped each time a scan starts over
     seen_submission_count INTEGER,          -- the bot's count when a scan last reached the end
     seen_bot_updated_at TEXT,               -- the bot's updated_at at that moment
@@ -51,6 +62,8 @@ CREATE TABLE IF NOT EXISTS in_progress (
     updated_at TEXT NOT NULL,               -- the version stored in the lake
     checked_at TEXT NOT NULL,               -- last time it was read; oldest are refreshed first
     data_digest TEXT,                       -- digest of the stored answers; NULL: unknown
+    page_start TEXT,                        -- where the pages holding it were read from
+    page_position INTEGER,                  -- submissions before page_start; NULL: unknown
     PRIMARY KEY (intake_bot_id, submission_id)
 );
 """
@@ -62,6 +75,8 @@ class StreamState:
     intake_bot_id: str
     resume_point: str | None
     page_start: str | None
+    position: int | None
+    page_start_position: int | None
     scan_generation: int
     seen_submission_count: int | None
     seen_bot_updated_at: str | None
@@ -74,8 +89,18 @@ class StreamState:
     updated_at: str
 
 
+@dataclass(frozen=True)
+class TrackedPage:
+    """A page start holding IN_PROGRESS submissions: re-reading from it reads them again."""
+
+    start: str | None  # None: the stream's beginning
+    position: int  # submissions before it
+    submissions: int  # IN_PROGRESS submissions read from it
+
+
 _COLUMNS = (
-    "stream, intake_bot_id, resume_point, page_start, scan_generation, seen_submission_count, "
+    "stream, intake_bot_id, resume_point, page_start, position, page_start_position, "
+    "scan_generation, seen_submission_count, "
     "seen_bot_updated_at, needs_rescan, bot_schema_shape, pages_total, rows_total, "
     "rescans_total, completed_at, updated_at"
 )
@@ -98,10 +123,10 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(in_progress)")}
-        if "data_digest" not in columns:
-            # A state file from before the digest: its rows count as unknown (stored again).
-            self._db.execute("ALTER TABLE in_progress ADD COLUMN data_digest TEXT")
+        for table, column, kind in _ADDED_COLUMNS:
+            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -155,22 +180,38 @@ class StateStore:
         rows: int,
         *,
         page_start: str | None = None,
+        start_position: int | None = None,
         pages: int = 1,
         in_progress: Iterable[InProgress] = (),
         not_in_progress: Iterable[str] = (),
     ) -> None:
         """Move a resume point past pages that are already durable, in one transaction with
-        their IN_PROGRESS bookkeeping; ``page_start`` is where the first of them began."""
+        their IN_PROGRESS bookkeeping; ``page_start`` is where the first of them began, after
+        ``start_position`` submissions (None: unknown)."""
         now = self._now()
+        position = None if start_position is None else start_position + rows
         with self._transaction() as db:
             self._ensure(db, stream, intake_bot_id)
             db.execute(
-                "UPDATE sync_state SET resume_point = ?, page_start = ?, "
-                "pages_total = pages_total + ?, rows_total = rows_total + ?, updated_at = ? "
+                "UPDATE sync_state SET resume_point = ?, page_start = ?, position = ?, "
+                "page_start_position = ?, pages_total = pages_total + ?, "
+                "rows_total = rows_total + ?, updated_at = ? "
                 "WHERE stream = ? AND intake_bot_id = ?",
-                (resume_point, page_start, pages, rows, now, stream, intake_bot_id),
+                (
+                    resume_point,
+                    page_start,
+                    position,
+                    start_position,
+                    pages,
+                    rows,
+                    now,
+                    stream,
+                    intake_bot_id,
+                ),
             )
-            self._track(db, intake_bot_id, in_progress, not_in_progress, now)
+            self._track(
+                db, intake_bot_id, in_progress, not_in_progress, now, (page_start, start_position)
+            )
 
     def track_in_progress(
         self,
@@ -178,9 +219,10 @@ class StateStore:
         in_progress: Iterable[InProgress],
         not_in_progress: Iterable[str],
     ) -> None:
-        """Record (submission id, updated_at, data digest) still IN_PROGRESS; forget the others."""
+        """Record (submission id, updated_at, data digest) still IN_PROGRESS; forget the others.
+        Where each was read from stays as it was."""
         with self._transaction() as db:
-            self._track(db, intake_bot_id, in_progress, not_in_progress, self._now())
+            self._track(db, intake_bot_id, in_progress, not_in_progress, self._now(), None)
 
     @staticmethod
     def _track(
@@ -189,14 +231,24 @@ class StateStore:
         in_progress: Iterable[InProgress],
         not_in_progress: Iterable[str],
         now: str,
+        read_from: tuple[str | None, int | None] | None,
     ) -> None:
+        # read_from: (page start, submissions before it) of the pages these rows were read in;
+        # None keeps what is stored (a row read again by a GET).
+        start, position = read_from if read_from is not None else (None, None)
         db.executemany(
-            "INSERT INTO in_progress "
-            "(intake_bot_id, submission_id, updated_at, checked_at, data_digest) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (intake_bot_id, submission_id) DO UPDATE SET "
+            "INSERT INTO in_progress (intake_bot_id, submission_id, updated_at, checked_at, "
+            "data_digest, page_start, page_position) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (intake_bot_id, submission_id) DO UPDATE SET "
             "updated_at = excluded.updated_at, checked_at = excluded.checked_at, "
-            "data_digest = excluded.data_digest",
-            [(intake_bot_id, sid, updated, now, digest) for sid, updated, digest in in_progress],
+            "data_digest = excluded.data_digest, "
+            "page_start = iif(?, excluded.page_start, in_progress.page_start), "
+            "page_position = iif(?, excluded.page_position, in_progress.page_position)",
+            [
+                (intake_bot_id, sid, updated, now, digest, start, position, keep, keep)
+                for sid, updated, digest in in_progress
+                for keep in [read_from is not None]
+            ],
         )
         # One statement per chunk: most pages forget ~100 ids that were never tracked.
         gone = list(not_in_progress)
@@ -215,8 +267,8 @@ class StateStore:
         with self._transaction() as db:
             self._ensure(db, stream, intake_bot_id)
             db.execute(
-                "UPDATE sync_state SET resume_point = NULL, page_start = NULL, "
-                "scan_generation = ?, "
+                "UPDATE sync_state SET resume_point = NULL, page_start = NULL, position = 0, "
+                "page_start_position = 0, scan_generation = ?, "
                 "rescans_total = rescans_total + 1, needs_rescan = COALESCE(?, needs_rescan), "
                 "updated_at = ? WHERE stream = ? AND intake_bot_id = ?",
                 (generation, reason, self._now(), stream, intake_bot_id),
@@ -273,8 +325,17 @@ class StateStore:
         generation: int,
     ) -> None:
         """A rescan reached the end: it is now at least as far as the live stream, so the live
-        resume point moves to where it ended, and the rescan row goes."""
+        resume point moves to where it ended (with where its last pages began), and the rescan
+        row goes."""
         with self._transaction() as db:
+            self._ensure(db, SUBMISSIONS_STREAM, intake_bot_id)
+            db.execute(
+                "UPDATE sync_state SET (page_start, position, page_start_position) = "
+                "(SELECT page_start, position, page_start_position FROM sync_state "
+                " WHERE stream = ? AND intake_bot_id = ?) "
+                "WHERE stream = ? AND intake_bot_id = ?",
+                (RESCAN_STREAM, intake_bot_id, SUBMISSIONS_STREAM, intake_bot_id),
+            )
             db.execute(
                 "DELETE FROM sync_state WHERE stream = ? AND intake_bot_id = ?",
                 (RESCAN_STREAM, intake_bot_id),
@@ -316,6 +377,41 @@ class StateStore:
                 "SELECT intake_bot_id, count(*) FROM in_progress GROUP BY intake_bot_id"
             ).fetchall()
         return {bot: count for bot, count in rows}
+
+    def in_progress_oldest_checks(self) -> dict[str, tuple[int, str]]:
+        """Per bot holding IN_PROGRESS submissions: (how many, when the least recently checked
+        of them was read)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT intake_bot_id, count(*), min(checked_at) FROM in_progress "
+                "GROUP BY intake_bot_id"
+            ).fetchall()
+        return {bot: (count, oldest) for bot, count, oldest in rows}
+
+    def in_progress_pages(self, intake_bot_id: str) -> list[TrackedPage]:
+        """Where the bot's IN_PROGRESS submissions were read: each page start with the
+        submissions before it (known positions only), and how many of them it holds."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT page_start, page_position, count(*) FROM in_progress "
+                "WHERE intake_bot_id = ? AND page_position IS NOT NULL "
+                "GROUP BY page_start, page_position ORDER BY page_position",
+                (intake_bot_id,),
+            ).fetchall()
+        return [TrackedPage(start, position, count) for start, position, count in rows]
+
+    def in_progress_details(
+        self, intake_bot_id: str
+    ) -> dict[str, tuple[str, str | None, int | None]]:
+        """Every IN_PROGRESS submission of the bot: id -> (stored updated_at, data digest,
+        submissions before the page start it was read from)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT submission_id, updated_at, data_digest, page_position FROM in_progress "
+                "WHERE intake_bot_id = ?",
+                (intake_bot_id,),
+            ).fetchall()
+        return {row[0]: (row[1], row[2], row[3]) for row in rows}
 
     def in_progress(self, intake_bot_id: str, limit: int) -> list[InProgress]:
         """Up to ``limit`` (submission id, stored updated_at, stored data digest) of the bot,

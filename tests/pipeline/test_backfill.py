@@ -104,7 +104,8 @@ def test_ui_backfill_of_two_bots_rescans_only_them_and_keeps_resume_points(world
         assert _resume_points(world) == live_before
         assert world.warehouse_submissions() == world.truth_submissions()
 
-        # The next scheduled run is still incremental: nothing changed, so no bot is re-read.
+        # The next scheduled run is still incremental: nothing changed, so no bot's list is read
+        # past its resume point; a bot holding IN_PROGRESS rows has its one page read again.
         (request,) = incremental_sync_schedule.evaluate_tick(
             dg.build_schedule_context(instance=instance)
         ).run_requests
@@ -113,5 +114,11 @@ def test_ui_backfill_of_two_bots_rescans_only_them_and_keeps_resume_points(world
             instance=instance, tags=request.tags
         )
         assert scheduled.success
-        assert world.sandbox.request_count("submissions") == lists_before
+        holding = {
+            s["intake_bot_id"]
+            for s in world.sandbox.truth_submissions()
+            if s["status"] == "IN_PROGRESS"
+        }
+        assert all(len(world.sandbox.truth_submissions(bot)) <= 100 for bot in bots)
+        assert world.sandbox.request_count("submissions") - lists_before == len(holding)
         assert _resume_points(world) == live_before

@@ -89,7 +89,10 @@ class Reorder:
 
 
 def test_an_out_of_order_server_makes_the_bot_rescan_and_the_lake_stays_right(tmp_path):
-    box = Sandbox(SandboxConfig(rate_limit=UNLIMITED, bots=2, submissions_per_bot=150))
+    # Nothing IN_PROGRESS: the incremental run reads from the stored resume point, not before.
+    box = Sandbox(
+        SandboxConfig(rate_limit=UNLIMITED, bots=2, submissions_per_bot=150, in_progress_share=0)
+    )
     reorder = Reorder()
     client = make_client(box, transport=rewrite_json(sandbox_transport(box), None, reorder))
     work = Workspace(tmp_path)
@@ -121,7 +124,9 @@ def test_an_out_of_order_server_makes_the_bot_rescan_and_the_lake_stays_right(tm
 
 
 def test_a_forgotten_resume_point_falls_back_to_a_rescan(tmp_path):
-    box = Sandbox(SandboxConfig(rate_limit=UNLIMITED, bots=2, submissions_per_bot=150))
+    box = Sandbox(
+        SandboxConfig(rate_limit=UNLIMITED, bots=2, submissions_per_bot=150, in_progress_share=0)
+    )
     work = Workspace(tmp_path)
     work.sync(make_client(box))
     target = box.bot_ids()[1]
@@ -142,25 +147,29 @@ def test_a_forgotten_resume_point_falls_back_to_a_rescan(tmp_path):
 
 
 def test_in_progress_refresh_is_bounded_per_run(tmp_path):
+    # Three bots of one page each: re-reading a bot's page (1 request) beats a GET per row.
     box = Sandbox(SandboxConfig(rate_limit=UNLIMITED, bots=3, submissions_per_bot=60))
     work = Workspace(tmp_path)
     work.sync(make_client(box))
     waiting = [s for s in box.truth_submissions() if s["status"] == "IN_PROGRESS"]
-    assert len(waiting) > 4
+    assert len({s["intake_bot_id"] for s in waiting}) == 3
     box.clock.advance(30)
     for item in waiting:
         box.update_submission(item["intake_bot_id"], item["id"], status="COMPLETED")
-    before = box.request_count("submission")
-    pages_before = box.request_count("submissions")
-    _, subs = work.sync(make_client(box), in_progress_refresh_limit=3)
-    assert box.request_count("submission") - before == 3
-    # The bots' counts did not move: their lists are not read, only the refresh GETs are made.
-    assert box.request_count("submissions") == pages_before
-    assert subs.total("refresh_completed") == 3
+    gets, pages = box.request_count("submission"), box.request_count("submissions")
+    _, subs = work.sync(make_client(box), in_progress_refresh_limit=1)
+    # One request of budget: one bot's page; the other bots' rows wait, counted as unchecked.
+    assert box.request_count("submission") == gets
+    assert box.request_count("submissions") - pages == 1
+    checked = [b for b in subs.bots if b.refreshed]
+    assert len(checked) == 1 and checked[0].refresh_completed == checked[0].refreshed
+    assert subs.total("in_progress_unchecked") == len(waiting) - checked[0].refreshed
+    # The next runs take the bots checked longest ago, one at a time, until none is left.
     rounds = 0
-    while subs.total("refreshed") or rounds == 0:
-        _, subs = work.sync(make_client(box), in_progress_refresh_limit=3)
+    while subs.total("in_progress_unchecked"):
+        _, subs = work.sync(make_client(box), in_progress_refresh_limit=1)
         rounds += 1
+    assert rounds == 2
     assert_lake_matches_truth(tmp_path, box)
     with StateStore(work.paths.state_db) as state:
         assert state.in_progress_counts() == {}
