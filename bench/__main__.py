@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-AREAS = ["sandbox", "client", "sync", "warehouse", "replay", "pipeline"]
+AREAS = ["sandbox", "client", "sync", "warehouse", "replay", "pipeline", "changes"]
 
 
 SIZED = {"sync", "pipeline"}
