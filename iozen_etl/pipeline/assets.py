@@ -31,6 +31,7 @@ from iozen_etl.pipeline.reconcile import bots_off_count
 from iozen_etl.pipeline.reporting import (
     bot_events,
     bots_metadata,
+    bots_synced_check,
     load_metadata,
     run_metadata,
     run_observation,
@@ -42,6 +43,7 @@ from iozen_etl.sync.state import StateStore
 from iozen_etl.warehouse import load_warehouse
 
 POOL = "iozen"
+BOTS_SYNCED_CHECK = "bots_synced"
 # Seconds Dagster waits before retrying a step that stopped at the rate budget's wait ceiling:
 # a whole rate window, so the budget is full again when the step resumes.
 CEILING_RETRY_DELAY_S = 60
@@ -107,10 +109,17 @@ def webhooks(
     # Each bot whose data changed gets its own materialization (logged below); the step yields
     # no output, so a run over N bots writes events for the changed ones only.
     output_required=False,
+    check_specs=[
+        dg.AssetCheckSpec(
+            BOTS_SYNCED_CHECK,
+            asset="submissions",
+            description="Every bot of the last run synced; a failed one is named here.",
+        )
+    ],
 )
 def submissions(
     context: dg.AssetExecutionContext, iozen_api: IozenApiResource, data_dir: DataDirResource
-) -> Iterator[dg.Output[None]]:
+) -> Iterator[dg.AssetCheckResult]:
     """Submissions of the run's bots from each bot's stored resume point, ten pages to a file.
 
     Incremental runs skip unchanged bots; backfills and ``iozen/sync_mode=full`` rescan the chosen
@@ -157,6 +166,7 @@ def submissions(
             f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
         )
     failed = [bot for bot in report.bots if bot.action == "failed"]
+    yield bots_synced_check(report, BOTS_SYNCED_CHECK)
     if failed:
         first = failed[0]
         raise dg.Failure(
@@ -164,7 +174,6 @@ def submissions(
             f"committed. First: {first.intake_bot_name} ({first.intake_bot_id}): {first.error}",
             metadata=run_metadata(report),
         )
-    yield from ()
 
 
 # Loaded in a run of its own (the warehouse sensor, or ``iozen-etl sync`` after its sync run):

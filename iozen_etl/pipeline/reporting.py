@@ -74,6 +74,28 @@ def bot_events(
     return events
 
 
+def bots_synced_check(report: SubmissionsReport, name: str) -> dg.AssetCheckResult:
+    """The run's verdict on its bots, where the asset shows it: failed bots by name and error."""
+    failed = [bot for bot in report.bots if bot.action == "failed"]
+    lines = [
+        f"- **{bot.intake_bot_name or bot.intake_bot_id}** (`{bot.intake_bot_id}`): {bot.error}"
+        for bot in failed
+    ]
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=not failed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        description=(
+            f"{len(failed)} of {len(report.bots)} bots failed" if failed else "every bot synced"
+        ),
+        metadata={
+            "bots_failed": dg.MetadataValue.int(len(failed)),
+            "bots_in_run": dg.MetadataValue.int(len(report.bots)),
+            "failed": dg.MetadataValue.md("\n".join(lines) or "none"),
+        },
+    )
+
+
 def bot_metadata(bot: BotSubmissionsReport) -> dict[str, Any]:
     """What one run did for one bot: counts, its resume point and name, never answer values."""
     facts: dict[str, Any] = {

@@ -41,6 +41,7 @@ def test_definitions_load_with_the_flow_in_groups():
         defs.resolve_job_def(job)
     check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert check_names == {
+        "bots_synced",
         "ids_unique",
         "submissions_have_bots",
         "submission_count_parity",

@@ -207,6 +207,14 @@ def test_a_run_marks_only_the_bots_that_changed_and_names_the_one_that_failed(wo
         assert failed_run == sync_run.run_id
         assert failure.asset_observation.metadata["status"].value == "failed"
         assert str(folder) in failure.asset_observation.metadata["error"].value
+        # The asset's check names the bot too, where the asset page shows it.
+        (verdict,) = [
+            e.dagster_event.asset_check_evaluation_data
+            for e in instance.all_logs(
+                sync_run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+            )
+        ]
+        assert not verdict.passed and broken in verdict.metadata["failed"].value
 
         folder.unlink()
         folder.with_name("moved-away").rename(folder)
