@@ -86,7 +86,11 @@ def bots_synced_check(report: SubmissionsReport, name: str) -> dg.AssetCheckResu
         passed=not failed,
         severity=dg.AssetCheckSeverity.ERROR,
         description=(
-            f"{len(failed)} of {len(report.bots)} bots failed" if failed else "every bot synced"
+            f"{len(failed)} of {len(report.bots)} bots failed: "
+            + ", ".join(bot.intake_bot_name or bot.intake_bot_id for bot in failed[:3])
+            + (" ..." if len(failed) > 3 else "")
+            if failed
+            else "every bot synced"
         ),
         metadata={
             "bots_failed": dg.MetadataValue.int(len(failed)),
@@ -181,12 +185,15 @@ SUMMARY_LINES = [
     ("intake_bots", "bots_seen", "bots listed"),
     ("intake_bots", "details_fetched", "bot details fetched"),
     ("submissions", RUN_PREFIX + "bots_synced", "bots synced"),
+    ("submissions", RUN_PREFIX + "bots_changed", "bots changed (materialized)"),
     ("submissions", RUN_PREFIX + "bots_skipped", "bots unchanged (no request)"),
     ("submissions", RUN_PREFIX + "bots_missing", "bots no longer listed"),
     ("submissions", RUN_PREFIX + "pages", "pages read"),
     ("submissions", RUN_PREFIX + "rows_new", "submissions new"),
     ("submissions", RUN_PREFIX + "rows_rescanned", "submissions rescanned"),
     ("submissions", RUN_PREFIX + "rows_updated", "submissions updated"),
+    ("submissions", RUN_PREFIX + "in_progress_refreshed", "IN_PROGRESS rows read again"),
+    ("submissions", RUN_PREFIX + "in_progress_unchecked", "IN_PROGRESS rows left for later"),
     ("submissions", RUN_PREFIX + "requests", "API requests"),
     ("submissions", RUN_PREFIX + "throttled_429", "429 answers"),
     ("submissions", RUN_PREFIX + "seconds_waited", "seconds waited"),
