@@ -499,6 +499,26 @@ class _Reread:
 
 
 @dataclass
+class _Rechecked:
+    """IN_PROGRESS rows read again outside the live stream, sorted by what comes of them."""
+
+    fresh: list[Submission] = field(default_factory=list)  # moved: stored again
+    still: list[InProgress] = field(default_factory=list)  # still IN_PROGRESS
+    done: list[str] = field(default_factory=list)  # no longer IN_PROGRESS, or gone
+
+    def add(
+        self, run: _BotRun, sub: Submission, stored_updated_at: str, stored_digest: str | None
+    ) -> None:
+        differs, tracked = _Engine._recheck(run, sub, stored_updated_at, stored_digest)
+        if differs:
+            self.fresh.append(sub)
+        if tracked is not None:
+            self.still.append(tracked)
+        else:
+            self.done.append(sub.id)
+
+
+@dataclass
 class _Scan:
     """Where one pass over a bot's submissions ended."""
 
@@ -872,9 +892,7 @@ class _Engine:
         bot_id = run.bot.id
         reread = _Reread(None, self.state.in_progress_details(bot_id))
         pages = iter(self.client.iter_submission_pages(bot_id, resume_point=page.start))
-        fresh: list[Submission] = []
-        still: list[InProgress] = []
-        done: list[str] = []
+        rechecked = _Rechecked()
         try:
             while not self.stop.is_set():
                 run.requests += 1
@@ -890,19 +908,13 @@ class _Engine:
                     if stored is None:
                         continue
                     reread.seen.add(sub.id)
-                    differs, tracked = self._recheck(run, sub, stored[0], stored[1])
-                    if differs:
-                        fresh.append(sub)
-                    if tracked is not None:
-                        still.append(tracked)
-                    else:
-                        done.append(sub.id)
+                    rechecked.add(run, sub, stored[0], stored[1])
         except ValidationFailed as failure:
             if not (failure.is_cursor_error and page.start is not None and not reread.seen):
                 raise
             run.refresh_fallback = True  # the page start expired: one GET each instead
         finally:
-            self._store_rechecked(run, fresh, still, done)
+            self._store_rechecked(run, rechecked)
         if self.stop.is_set():
             raise _Stop
 
@@ -912,9 +924,7 @@ class _Engine:
         if count <= 0:
             return
         bot_id = run.bot.id
-        fresh: list[Submission] = []
-        still: list[InProgress] = []
-        done: list[str] = []
+        rechecked = _Rechecked()
         try:
             for submission_id, stored_updated_at, stored_digest in self.state.in_progress(
                 bot_id, count
@@ -926,20 +936,14 @@ class _Engine:
                     sub = self.client.get_submission(bot_id, submission_id)
                 except ResourceNotFound:
                     run.refresh_missing += 1
-                    done.append(submission_id)
+                    rechecked.done.append(submission_id)
                     continue
                 if sub.message_count is None and sub.messages is not None:
                     # The detail carries the messages but not their count, which the list sends.
                     sub = replace(sub, message_count=len(sub.messages))
-                differs, tracked = self._recheck(run, sub, stored_updated_at, stored_digest)
-                if differs:
-                    fresh.append(sub)
-                if tracked is not None:
-                    still.append(tracked)
-                else:
-                    done.append(sub.id)
+                rechecked.add(run, sub, stored_updated_at, stored_digest)
         finally:
-            self._store_rechecked(run, fresh, still, done)
+            self._store_rechecked(run, rechecked)
         if self.stop.is_set():
             raise _Stop
 
@@ -966,14 +970,13 @@ class _Engine:
         run.refresh_completed += 1
         return differs, None
 
-    def _store_rechecked(
-        self, run: _BotRun, fresh: Sequence[Submission], still: list[InProgress], done: list[str]
-    ) -> None:
-        if fresh:
+    def _store_rechecked(self, run: _BotRun, rechecked: _Rechecked) -> None:
+        """The rows that moved into one refresh file, then the IN_PROGRESS bookkeeping."""
+        if rechecked.fresh:
             stem = f"refresh-{_compact(self.synced_at)}"
-            self._write_page(run, run.bot.id, stem, fresh, None)
-        if still or done:
-            self.state.track_in_progress(run.bot.id, still, done)
+            self._write_page(run, run.bot.id, stem, rechecked.fresh, None)
+        if rechecked.still or rechecked.done:
+            self.state.track_in_progress(run.bot.id, rechecked.still, rechecked.done)
 
 
 def sync_submissions(

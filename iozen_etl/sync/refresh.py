@@ -20,7 +20,13 @@ from dataclasses import dataclass
 
 from iozen_etl.api.models import IntakeBot
 from iozen_etl.api.paging import PAGE_SIZE
-from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore, TrackedPage
+from iozen_etl.sync.state import (
+    RESCAN_STREAM,
+    SUBMISSIONS_STREAM,
+    StateStore,
+    StreamState,
+    TrackedPage,
+)
 
 
 @dataclass(frozen=True)
@@ -59,23 +65,26 @@ def plan_refreshes(
     # Least recently checked first: a budget too small for every bot works through them in turn.
     for bot_id in sorted((b for b in held if b in by_id), key=lambda b: (held[b][1], b)):
         tracked = held[bot_id][0]
-        if bot_id in rescanned or state.get(RESCAN_STREAM, bot_id) is not None:
+        live = state.get(SUBMISSIONS_STREAM, bot_id)
+        rescanning = bot_id in rescanned or state.get(RESCAN_STREAM, bot_id) is not None
+        if live is None or live.completed_at is None or rescanning:
+            # Read in full anyway, or read by a first scan still under way (a resumed one need
+            # not read its rows again).
             plans[bot_id] = RefreshPlan(tracked, pages_covered=tracked)
             continue
-        plan, spent = _cheapest(by_id[bot_id], state, tracked, budget)
+        pages = state.in_progress_pages(bot_id)
+        plan, spent = _cheapest(by_id[bot_id], live, pages, tracked, budget)
         budget -= spent
         plans[bot_id] = plan
     return plans, budget
 
 
 def _cheapest(
-    bot: IntakeBot, state: StateStore, tracked: int, budget: int
+    bot: IntakeBot, live: StreamState, pages: Sequence[TrackedPage], tracked: int, budget: int
 ) -> tuple[RefreshPlan, int]:
     """The bot's plan and the requests it spends beyond what its live stream reads anyway."""
-    pages = state.in_progress_pages(bot.id)
-    live = state.get(SUBMISSIONS_STREAM, bot.id)
     known = sum(page.submissions for page in pages)
-    if pages and live is not None:
+    if pages:
         first = pages[0]
         moved = (
             live.seen_submission_count != bot.submission_count
