@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 from iozen_etl.api import RetryPolicy
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, sandbox_transport
 from iozen_etl.sync.extract import PAGES_PER_FILE, sync_webhooks
-from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
+from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, WEBHOOKS_STREAM, StateStore
 from tests.sync.helpers import (
     Workspace,
     assert_lake_matches_truth,
@@ -270,9 +270,27 @@ def test_an_empty_webhook_list_is_written_as_an_empty_snapshot(tmp_path):
         sync_webhooks(client, work.lake, state, clock=lambda: "2026-01-01T00:00:00.000Z")
         client.delete_webhook(hook.id)
         report = sync_webhooks(client, work.lake, state, clock=lambda: "2026-01-02T00:00:00.000Z")
-    assert report.webhooks == 0
+    assert report.webhooks == 0 and report.files_written == 1
     files = work.lake.files("webhooks")
     assert [pq.read_table(path).num_rows for path in files] == [1, 0]
+
+
+def test_an_unchanged_webhook_list_writes_no_new_snapshot(tmp_path):
+    box = sandbox(bots=1)
+    client = make_client(box)
+    client.create_webhook("http://127.0.0.1:9/hook", ["submission.completed"])
+    work = Workspace(tmp_path)
+    with StateStore(work.paths.state_db) as state:
+        first = sync_webhooks(client, work.lake, state, clock=lambda: "2026-01-01T00:00:00.000Z")
+        again = sync_webhooks(client, work.lake, state, clock=lambda: "2026-01-02T00:00:00.000Z")
+        client.create_webhook("http://127.0.0.1:9/other", ["submission.updated"])
+        moved = sync_webhooks(client, work.lake, state, clock=lambda: "2026-01-03T00:00:00.000Z")
+        # The stream still records when the list was last read (the freshness check's source).
+        seen = state.get(WEBHOOKS_STREAM)
+    assert (first.files_written, again.files_written, moved.files_written) == (1, 0, 1)
+    files = work.lake.files("webhooks")
+    assert [pq.read_table(path).num_rows for path in files] == [1, 2]
+    assert seen is not None and seen.seen_bot_updated_at == "2026-01-03T00:00:00.000Z"
 
 
 def test_an_in_progress_answer_edited_within_the_same_second_is_stored(tmp_path):
