@@ -16,6 +16,7 @@ from iozen_etl.pipeline.partitions import (
     INCREMENTAL,
     RECONCILE,
     range_tags,
+    usable_bot_keys,
 )
 from iozen_etl.pipeline.replay_assets import submission_replay
 from iozen_etl.pipeline.reporting import RUN_PREFIX
@@ -53,8 +54,27 @@ replay_job = dg.define_asset_job(
 )
 
 
-def _all_bots_request(context: dg.ScheduleEvaluationContext, mode: str) -> dg.RunRequest:
+def bot_keys(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext) -> list[str]:
+    """The bot partitions a run can name, in discovery order.
+
+    A blank key (the UI's "Add partition" dialog accepts one) names no bot and cannot be a
+    range's end (Dagster drops an empty range tag, and every later run would fail): it is
+    removed here, with a warning on the tick, so no such key stops the schedules.
+    """
     keys = context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+    usable = usable_bot_keys(keys)
+    blank = [key for key in keys if key not in usable]
+    for key in blank:
+        context.instance.delete_dynamic_partition(BOT_PARTITIONS_NAME, key)
+    if blank:
+        context.log.warning(
+            f"removed {len(blank)} blank bot partition key(s) {blank!r}: no bot has such an id"
+        )
+    return usable
+
+
+def _all_bots_request(context: dg.ScheduleEvaluationContext, mode: str) -> dg.RunRequest:
+    keys = bot_keys(context)
     if not keys:
         # Nothing discovered yet: a run of the bot listing alone registers the partitions,
         # and the new-bots sensor then syncs their submissions.
@@ -94,7 +114,7 @@ def nightly_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunR
     description="Syncs bots discovered by the last bot listing that have never been synced.",
 )
 def new_bots_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    keys = context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+    keys = bot_keys(context)
     synced = context.instance.get_materialized_partitions(submissions.key)
     new = [key for key in keys if key not in synced]
     if not new:

@@ -16,6 +16,7 @@ from iozen_etl.pipeline.partitions import (
     ON_CEILING_TAG,
     contiguous_ranges,
     range_tags,
+    usable_bot_keys,
 )
 from iozen_etl.pipeline.reporting import RUN_PREFIX
 from iozen_etl.resources import DataDirResource
@@ -82,7 +83,7 @@ def _sync(
     job = defs.resolve_job_def("sync_job")
     mode = FULL if full_refresh else INCREMENTAL
     outcome = SyncOutcome(success=True)
-    known = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+    known = usable_bot_keys(instance.get_dynamic_partitions(BOT_PARTITIONS_NAME))
 
     if known and not bots:
         say(f"syncing {len(known)} bots ({mode})")
@@ -93,7 +94,7 @@ def _sync(
     if not completed:
         return outcome
 
-    after = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+    after = usable_bot_keys(instance.get_dynamic_partitions(BOT_PARTITIONS_NAME))
     if bots:
         unknown = sorted(set(bots) - set(after))
         if unknown:

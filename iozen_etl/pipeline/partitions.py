@@ -26,6 +26,12 @@ RECONCILE = "reconcile"
 SYNC_MODES = (INCREMENTAL, FULL, RECONCILE)
 
 
+def usable_bot_keys(keys: Sequence[str]) -> list[str]:
+    """The keys a run can name: a blank one names no bot and cannot end a range (Dagster drops
+    an empty range tag)."""
+    return [key for key in keys if key.strip()]
+
+
 def range_tags(start: str, end: str, mode: str = INCREMENTAL) -> dict[str, str]:
     """Tags for one run over the bot partitions ``start``..``end`` (in discovery order)."""
     return {RANGE_START_TAG: start, RANGE_END_TAG: end, SYNC_MODE_TAG: mode}

@@ -9,7 +9,12 @@ import duckdb
 
 from iozen_etl.definitions import defs
 from iozen_etl.pipeline.assets import intake_bots, submissions, warehouse, webhooks
-from iozen_etl.pipeline.automation import load_job, sync_job
+from iozen_etl.pipeline.automation import (
+    incremental_sync_schedule,
+    load_job,
+    new_bots_sensor,
+    sync_job,
+)
 from iozen_etl.pipeline.launch import open_instance, run_sync
 from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME
 from iozen_etl.resources import DataDirResource, IozenApiResource
@@ -222,3 +227,33 @@ def test_a_run_marks_only_the_bots_that_changed_and_names_the_one_that_failed(wo
         assert again.success, again.reason
         assert _latest(instance, "m", broken)[0] != first_run[broken]
         assert world.warehouse_submissions() == world.truth_submissions()
+
+
+def test_a_blank_partition_key_stops_neither_the_schedule_nor_the_sensor(world):
+    """The UI's "Add partition" dialog accepts an empty name: the next schedule tick and sensor
+    tick remove it, with a warning, and still launch runs that sync every bot."""
+    job = defs.resolve_job_def("sync_job")
+    with dg.instance_for_test() as instance:
+        assert run_sync(defs, instance, say=lambda line: None).success
+        bots = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["", "  "])
+        late = world.sandbox.add_bot(name="Late Arrival")
+        world.sandbox.generate_submissions(late, 3)
+
+        tick = incremental_sync_schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        (request,) = tick.run_requests
+        assert request.partition_key_range == dg.PartitionKeyRange(bots[0], bots[-1])
+        assert instance.get_dynamic_partitions(BOT_PARTITIONS_NAME) == bots
+        assert job.execute_in_process(instance=instance, tags=request.tags).success
+
+        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, [""])
+        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        (request,) = new_bots_sensor.evaluate_tick(context).run_requests
+        assert request.partition_key_range == dg.PartitionKeyRange(late, late)
+        selected = job.execute_in_process(
+            instance=instance, tags=request.tags, asset_selection=request.asset_selection
+        )
+        assert selected.success
+        assert defs.resolve_job_def("load_job").execute_in_process(instance=instance).success
+        assert "" not in instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+    assert world.warehouse_submissions() == world.truth_submissions()
