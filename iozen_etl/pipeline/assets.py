@@ -24,6 +24,8 @@ from iozen_etl.pipeline.partitions import (
     FULL,
     ON_CEILING_TAG,
     RECONCILE,
+    bot_id_of,
+    bot_partition_key,
     sync_mode,
 )
 from iozen_etl.pipeline.progress import SyncProgress
@@ -78,8 +80,10 @@ def intake_bots(
     if report.stopped_by_wait_ceiling:
         raise _stop_at_ceiling(context, "while listing bots")
     save_listing(paths, context.run.run_id, report.bots)
-    known = set(context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME))
-    new = [bot.id for bot in report.bots if bot.id not in known]
+    keys = context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+    known = {bot_id_of(key) for key in keys}
+    # A renamed bot keeps the key it was discovered under; its partitions' metadata name it.
+    new = [bot_partition_key(bot.id, bot.name) for bot in report.bots if bot.id not in known]
     if new:
         context.instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, new)
     return dg.MaterializeResult(metadata=bots_metadata(report, new_partitions=len(new)))
@@ -129,7 +133,8 @@ def submissions(
     """
     paths = data_dir.paths
     mode = sync_mode(context.run.tags)
-    bot_ids = list(context.partition_keys)
+    keys = {bot_id_of(key): key for key in context.partition_keys}
+    bot_ids = list(keys)
     full_refresh = set(bot_ids) if mode == FULL else set()
     if mode == RECONCILE:
         full_refresh = set(bots_off_count(paths, bot_ids))
@@ -149,7 +154,7 @@ def submissions(
         )
     # Logged before any stop: a bot finished before the stop is unchanged when the step resumes.
     backfill = BACKFILL_TAG in context.run.tags
-    for event in bot_events(report, context.asset_key, mark_every_synced=backfill):
+    for event in bot_events(report, context.asset_key, keys, mark_every_synced=backfill):
         context.log_event(event)
     context.log_event(
         dg.AssetObservation(asset_key=context.asset_key, metadata=run_observation(report))

@@ -14,6 +14,7 @@ from iozen_etl.pipeline.partitions import (
     FULL,
     INCREMENTAL,
     ON_CEILING_TAG,
+    bot_id_of,
     contiguous_ranges,
     range_tags,
     usable_bot_keys,
@@ -96,12 +97,13 @@ def _sync(
 
     after = usable_bot_keys(instance.get_dynamic_partitions(BOT_PARTITIONS_NAME))
     if bots:
-        unknown = sorted(set(bots) - set(after))
+        by_id = {bot_id_of(key): key for key in after}
+        unknown = sorted(set(bots) - set(by_id))
         if unknown:
             outcome.success = False
             outcome.reason = f"unknown bot id(s): {', '.join(unknown)}"
             return outcome
-        targets = list(bots)
+        targets = [by_id[bot] for bot in bots]
     else:
         # Bots discovered by this run's listing were not in its partition range.
         seen = set(known)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 
 import dagster as dg
@@ -24,6 +26,26 @@ INCREMENTAL = "incremental"
 FULL = "full"
 RECONCILE = "reconcile"
 SYNC_MODES = (INCREMENTAL, FULL, RECONCILE)
+
+
+# A bot's partition key: a slug of its name when it was discovered, then its id, so the UI's
+# partition lists, pickers and backfill chips show which bot is which and a name typed there
+# finds it. The slug never holds the separator, so the id is everything after the first one.
+KEY_SEPARATOR = "__"
+SLUG_LENGTH = 40
+
+
+def bot_partition_key(bot_id: str, name: str) -> str:
+    """``support-ticket__cmmfdtuun0001b0t08o5rcma6`` for the bot "Support Ticket"."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:SLUG_LENGTH].strip("-")
+    return f"{slug}{KEY_SEPARATOR}{bot_id}" if slug else bot_id
+
+
+def bot_id_of(key: str) -> str:
+    """The bot id a partition key names (a key of an older instance is the id itself)."""
+    _, separator, bot_id = key.partition(KEY_SEPARATOR)
+    return bot_id if separator else key
 
 
 def usable_bot_keys(keys: Sequence[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -42,7 +43,11 @@ def run_observation(report: SubmissionsReport) -> dict[str, Any]:
 
 
 def bot_events(
-    report: SubmissionsReport, asset_key: dg.AssetKey, *, mark_every_synced: bool
+    report: SubmissionsReport,
+    asset_key: dg.AssetKey,
+    keys: Mapping[str, str],
+    *,
+    mark_every_synced: bool,
 ) -> list[dg.AssetMaterialization | dg.AssetObservation]:
     """One event per bot partition that has something to say, each with that bot's own facts.
 
@@ -57,7 +62,7 @@ def bot_events(
             events.append(
                 dg.AssetMaterialization(
                     asset_key=asset_key,
-                    partition=bot.intake_bot_id,
+                    partition=keys[bot.intake_bot_id],
                     description=f"{bot.intake_bot_name or bot.intake_bot_id}: synced",
                     metadata=bot_metadata(bot),
                 )
@@ -66,7 +71,7 @@ def bot_events(
             events.append(
                 dg.AssetObservation(
                     asset_key=asset_key,
-                    partition=bot.intake_bot_id,
+                    partition=keys[bot.intake_bot_id],
                     description=f"{bot.intake_bot_name or bot.intake_bot_id}: sync failed",
                     metadata={**bot_metadata(bot), "error": dg.MetadataValue.text(bot.error or "")},
                 )

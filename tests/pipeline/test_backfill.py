@@ -24,7 +24,7 @@ from dagster_graphql.test.utils import execute_dagster_graphql
 from iozen_etl.definitions import defs
 from iozen_etl.pipeline.automation import incremental_sync_schedule
 from iozen_etl.pipeline.launch import run_sync
-from iozen_etl.pipeline.partitions import BACKFILL_TAG, BOT_PARTITIONS_NAME
+from iozen_etl.pipeline.partitions import BACKFILL_TAG, BOT_PARTITIONS_NAME, bot_id_of
 
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
@@ -97,7 +97,7 @@ def test_ui_backfill_of_two_bots_rescans_only_them_and_keeps_resume_points(world
 
         # Only the chosen bots were read again, from their first page.
         expected_pages = sum(
-            -(-len(world.sandbox.truth_submissions(bot)) // 100) or 1 for bot in chosen
+            -(-len(world.sandbox.truth_submissions(bot_id_of(key))) // 100) or 1 for key in chosen
         )
         assert world.sandbox.request_count("submissions") - lists_before == expected_pages
         # A full refresh never moves a live resume point backwards.
@@ -119,6 +119,6 @@ def test_ui_backfill_of_two_bots_rescans_only_them_and_keeps_resume_points(world
             for s in world.sandbox.truth_submissions()
             if s["status"] == "IN_PROGRESS"
         }
-        assert all(len(world.sandbox.truth_submissions(bot)) <= 100 for bot in bots)
+        assert all(len(world.sandbox.truth_submissions(bot_id_of(k))) <= 100 for k in bots)
         assert world.sandbox.request_count("submissions") - lists_before == len(holding)
         assert _resume_points(world) == live_before

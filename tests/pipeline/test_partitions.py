@@ -8,6 +8,8 @@ from iozen_etl.pipeline.partitions import (
     INCREMENTAL,
     RECONCILE,
     SYNC_MODE_TAG,
+    bot_id_of,
+    bot_partition_key,
     contiguous_ranges,
     sync_mode,
 )
@@ -41,3 +43,25 @@ def test_a_backfill_is_always_a_full_refresh():
     assert sync_mode({SYNC_MODE_TAG: RECONCILE}) == RECONCILE
     with pytest.raises(ValueError, match="unknown"):
         sync_mode({SYNC_MODE_TAG: "sideways"})
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("Support Ticket", "support-ticket__cm1"),
+        ("  Café / Bar №2 ", "cafe-bar-no2__cm1"),
+        ("", "cm1"),
+        ("???", "cm1"),
+        ("x" * 100, "x" * 40 + "__cm1"),
+    ],
+)
+def test_a_bot_key_carries_a_slug_of_its_name_and_its_id(name, key):
+    assert bot_partition_key("cm1", name) == key
+    assert bot_id_of(key) == "cm1"
+
+
+def test_the_id_is_everything_after_the_first_separator():
+    # No slug holds the separator, so an id that does is still read whole; an older
+    # instance's key is the id itself.
+    assert bot_id_of(bot_partition_key("odd__id", "Support")) == "odd__id"
+    assert bot_id_of("cmmfdtuun0001b0t08o5rcma6") == "cmmfdtuun0001b0t08o5rcma6"

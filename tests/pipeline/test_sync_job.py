@@ -16,7 +16,7 @@ from iozen_etl.pipeline.automation import (
     sync_job,
 )
 from iozen_etl.pipeline.launch import open_instance, run_sync
-from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME
+from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME, bot_id_of, bot_partition_key
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, serve
 from iozen_etl.settings import DataPaths
@@ -29,8 +29,9 @@ def test_first_sync_then_incremental_matches_the_sandbox(world):
         assert first.success, first.reason
         # First ever sync: one run lists the bots, one syncs the bots it discovered, one loads.
         assert first.runs == 3
+        # Each bot's partition key carries its name, then its id.
         assert sorted(instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)) == sorted(
-            world.sandbox.bot_ids()
+            bot_partition_key(bot["id"], bot["name"]) for bot in world.sandbox.truth_bots()
         )
         assert world.warehouse_submissions() == world.truth_submissions()
 
@@ -87,6 +88,20 @@ def test_a_bot_deleted_in_iozen_does_not_fail_the_runs_after(world):
         seen = world.warehouse_submissions()
         assert kept <= set(seen)
         assert {k: v for k, v in seen.items() if k not in kept} == world.truth_submissions()
+
+
+def test_sync_of_chosen_bots_by_id(world):
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_sync(defs, instance, say=lambda line: None).success
+        first, _, third, *_ = world.sandbox.bot_ids()
+        world.sandbox.generate_submissions(first, 4)
+        world.sandbox.generate_submissions(third, 2)
+        outcome = run_sync(defs, instance, bots=[first, third], say=lambda line: None)
+        assert outcome.success, outcome.reason
+        # The listing, then a run for each of two bots apart in discovery order (a run takes
+        # one range), then the load.
+        assert outcome.runs == 4
+    assert world.warehouse_submissions() == world.truth_submissions()
 
 
 def test_sync_of_unknown_bot_fails_with_one_line_reason(world):
@@ -164,8 +179,10 @@ def test_the_key_appears_in_no_file_log_or_metadata(world, caplog):
 
 
 def _latest(instance, kind, bot):
-    """The run id of the newest materialization (or observation) of one bot partition."""
-    records_filter = dg.AssetRecordsFilter(asset_key=submissions.key, asset_partitions=[bot])
+    """The run id of the newest materialization (or observation) of one bot's partition."""
+    keys = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+    key = next(key for key in keys if bot_id_of(key) == bot)
+    records_filter = dg.AssetRecordsFilter(asset_key=submissions.key, asset_partitions=[key])
     fetch = instance.fetch_materializations if kind == "m" else instance.fetch_observations
     records = fetch(records_filter, limit=1).records
     return (records[0].run_id, records[0]) if records else (None, None)
@@ -196,7 +213,7 @@ def test_a_run_marks_only_the_bots_that_changed_and_names_the_one_that_failed(wo
             sync_run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
         )
         marked = [
-            e.dagster_event.partition
+            bot_id_of(e.dagster_event.partition)
             for e in events
             if e.dagster_event.asset_key == submissions.key
         ]
@@ -249,7 +266,9 @@ def test_a_blank_partition_key_stops_neither_the_schedule_nor_the_sensor(world):
         instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, [""])
         context = dg.build_sensor_context(instance=instance, definitions=defs)
         (request,) = new_bots_sensor.evaluate_tick(context).run_requests
-        assert request.partition_key_range == dg.PartitionKeyRange(late, late)
+        key = bot_partition_key(late, "Late Arrival")
+        assert key == f"late-arrival__{late}"
+        assert request.partition_key_range == dg.PartitionKeyRange(key, key)
         selected = job.execute_in_process(
             instance=instance, tags=request.tags, asset_selection=request.asset_selection
         )
