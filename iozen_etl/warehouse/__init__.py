@@ -10,6 +10,7 @@ from iozen_etl.warehouse.query import (
     QueryFailed,
     QueryResult,
     WarehouseMissing,
+    dataframe,
     format_table,
     run_query,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "TableCounts",
     "WarehouseBusy",
     "WarehouseMissing",
+    "dataframe",
     "format_table",
     "load_warehouse",
     "rebuild_warehouse",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 
 import pytest
 
@@ -13,6 +14,7 @@ from iozen_etl.warehouse import (
     QueryResult,
     WarehouseMissing,
     command as sql_command,
+    dataframe,
     format_table,
     load_warehouse,
     rebuild_command,
@@ -83,6 +85,55 @@ def test_sql_command_prints_a_table(
     assert _run(sql_command, ["selec nonsense"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("iozen-etl sql: Parser Error") and err.count("\n") == 1
+
+
+def test_sql_command_prints_csv_and_json_whole(
+    paths: DataPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _warehouse(paths)
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
+    query = "select id, status, created_at, data, 1.5::decimal(4,2) as d from submissions"
+    assert _run(sql_command, ["--format", "csv", query]) == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header == "id,status,created_at,data,d"
+    assert line.startswith("s1,COMPLETED,") and line.endswith(",1.5")
+    assert _run(sql_command, ["--format", "json", query]) == 0
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["id"] == "s1" and record["d"] == 1.5
+    assert dt.datetime.fromisoformat(record["created_at"]).tzinfo is not None
+    assert json.loads(record["data"]) == {"a": "x"}
+
+
+def test_a_wrong_query_names_the_table_or_column(
+    paths: DataPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _warehouse(paths)
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
+    assert _run(sql_command, ["select * from submission"]) == 1
+    assert "submission" in capsys.readouterr().err
+    assert _run(sql_command, ["--format", "json", "select statuz from submissions"]) == 1
+    err = capsys.readouterr().err
+    assert "statuz" in err and err.count("\n") == 1
+
+
+def test_dataframe_reads_the_published_warehouse(
+    paths: DataPaths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _warehouse(paths)
+    frame = dataframe("select id, intake_bot_id from submissions", paths)
+    assert list(frame.columns) == ["id", "intake_bot_id"]
+    assert frame.to_dict("records") == [{"id": "s1", "intake_bot_id": "b1"}]
+    # The documented one-liner reads $IOZEN_DATA_DIR, and a load goes on while a frame is held.
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
+    held = dataframe("select count(*) as n from submissions")
+    write_submissions(
+        paths.parquet, [submission_row("s2", "b1", 2, {"a": "y"})], bot_id="b1", stem="p1"
+    )
+    load_warehouse(paths)
+    assert int(held["n"][0]) == 1
+    assert int(dataframe("select count(*) as n from submissions")["n"][0]) == 2
+    with pytest.raises(QueryFailed, match="nope"):
+        dataframe("select * from nope")
 
 
 def test_sql_command_without_a_warehouse(
