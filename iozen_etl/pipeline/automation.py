@@ -86,7 +86,7 @@ def _all_bots_request(context: dg.ScheduleEvaluationContext, mode: str) -> dg.Ru
     cron_schedule=os.environ.get(SYNC_CRON_ENV, DEFAULT_SYNC_CRON),
     job=sync_job,
     execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Incremental sync of every bot in one run (cron from IOZEN_SYNC_CRON).",
 )
 def incremental_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
@@ -97,7 +97,7 @@ def incremental_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRe
     cron_schedule=os.environ.get(RECONCILE_CRON_ENV, DEFAULT_RECONCILE_CRON),
     job=sync_job,
     execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
     description=(
         "Nightly: every bot in one run; bots whose warehouse count disagrees with the API's "
         "submission_count are rescanned in full (cron from IOZEN_RECONCILE_CRON)."

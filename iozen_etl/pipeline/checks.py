@@ -20,7 +20,10 @@ CHECK_DESCRIPTIONS = {
     "submissions_have_bots": "No submission refers to a bot the warehouse does not hold.",
     "submission_count_parity": "Each bot holds as many submissions as the API's submission_count.",
     "schema_drift": "A changed field type is an error; a new field or unknown answer a warning.",
-    "sync_freshness": f"The last successful sync is recent (${MAX_SYNC_AGE_ENV}, default 60).",
+    "sync_freshness": (
+        f"The last successful sync is recent: warns after ${MAX_SYNC_AGE_ENV} minutes (default "
+        "60), when the warehouse's freshness policy warns too (it fails after two hours)."
+    ),
 }
 
 
