@@ -116,10 +116,8 @@ class Workspace:
             facts = {key: value.value for key, value in record.metadata.items()}
             elapsed = facts.get("elapsed_s", facts.get("run/elapsed_s"))
             engine_s += float(elapsed) if isinstance(elapsed, int | float) else 0.0
-            seconds = facts.get("seconds")
-            if isinstance(seconds, dict):
-                total = seconds.get("total", 0.0)
-                load_s += float(total) if isinstance(total, int | float) else 0.0
+            total = facts.get("seconds_total")
+            load_s += float(total) if isinstance(total, int | float) else 0.0
         wall = measured.wall_s
         return {
             "wall_s": round(wall, 2),

@@ -170,16 +170,66 @@ def _bot_row(bot: BotSubmissionsReport) -> dict[str, str | int]:
     }
 
 
+# (name, type, description) of the load's table of tables.
+LOAD_COLUMNS = [
+    ("table", "string", "warehouse table"),
+    ("rows", "int", "rows it holds after the load"),
+    ("inserted", "int", "rows new in this load"),
+    ("updated", "int", "rows replaced by a newer version"),
+    ("deleted", "int", "rows dropped because their submission or bot schema moved on"),
+    ("files", "int", "lake files loaded into it"),
+]
+
+
 def load_metadata(report: LoadReport) -> dict[str, Any]:
-    facts = report.metadata()
+    """What a load did, typed for the UI: counts as ints, a table per table, times in seconds,
+    and the submissions table's columns with what each holds."""
     schema = report.column_schemas.get("submissions", {})
-    return {
-        **facts,
-        "dagster/row_count": report.row_counts.get("submissions", 0),
+    comments = report.column_comments.get("submissions", {})
+    rows: list[dict[str, str | int]] = [
+        {
+            "table": table,
+            "rows": count,
+            "inserted": report.tables[table].inserted if table in report.tables else 0,
+            "updated": report.tables[table].updated if table in report.tables else 0,
+            "deleted": report.tables[table].deleted if table in report.tables else 0,
+            "files": report.files_loaded.get(table, 0),
+        }
+        for table, count in sorted(report.row_counts.items())
+    ]
+    facts: dict[str, Any] = {
+        "dagster/row_count": dg.MetadataValue.int(report.row_counts.get("submissions", 0)),
         "dagster/column_schema": dg.TableSchema(
-            columns=[dg.TableColumn(name, kind) for name, kind in schema.items()]
+            columns=[
+                dg.TableColumn(name, kind, description=comments.get(name))
+                for name, kind in schema.items()
+            ]
         ),
+        "load_id": dg.MetadataValue.int(report.load_id),
+        "mode": dg.MetadataValue.text(report.mode),
+        "files_loaded": dg.MetadataValue.int(sum(report.files_loaded.values())),
+        "files_rejected": dg.MetadataValue.int(len(report.rejected)),
+        "tables": dg.MetadataValue.table(
+            records=[dg.TableRecord(row) for row in rows],
+            schema=dg.TableSchema(
+                columns=[dg.TableColumn(n, t, description=d) for n, t, d in LOAD_COLUMNS]
+            ),
+        ),
+        "wide_views_created": dg.MetadataValue.int(report.wide_views.created),
+        "wide_views_dropped": dg.MetadataValue.int(report.wide_views.dropped),
+        "published": dg.MetadataValue.bool(report.published),
+        "publish_method": dg.MetadataValue.text(report.publish_method or "-"),
+        "publish_bytes_written": dg.MetadataValue.int(report.publish_bytes_written),
     }
+    for phase, seconds in report.seconds.items():
+        facts[f"seconds_{phase}"] = dg.MetadataValue.float(round(seconds, 3))
+    if report.publish_skipped_reason:
+        facts["publish_skipped_reason"] = dg.MetadataValue.text(report.publish_skipped_reason)
+    if report.rejected:
+        facts["rejected"] = dg.MetadataValue.md(
+            "\n".join(f"- `{r.path}`: {r.reason}" for r in report.rejected)
+        )
+    return facts
 
 
 def replay_metadata(report: ReplayReport) -> dict[str, Any]:
@@ -213,8 +263,10 @@ def format_summary(metadata: dict[str, dict[str, Any]]) -> str:
         value = metadata.get(asset, {}).get(key)
         if value is not None:
             lines.append(f"  {label:<30} {value}")
-    counts = metadata.get("warehouse", {}).get("row_counts")
-    if isinstance(counts, dict):
+    tables = metadata.get("warehouse", {}).get("tables")
+    if isinstance(tables, dg.TableMetadataValue):
         lines.append("  warehouse tables:")
-        lines.extend(f"    {table:<28} {rows}" for table, rows in sorted(counts.items()))
+        lines.extend(
+            f"    {record.data['table']!s:<28} {record.data['rows']}" for record in tables.records
+        )
     return "\n".join(["sync summary:", *lines]) if lines else "sync summary: nothing ran"

@@ -97,6 +97,8 @@ class LoadReport:
     # How the snapshot was made: "reflink", "spare" (changed blocks only) or "copy".
     publish_method: str = ""
     publish_bytes_written: int = 0
+    # table -> column -> what it holds (comment on column, in sql/); columns without one omitted
+    column_comments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def metadata(self) -> dict[str, object]:
         """A flat, JSON-friendly view for Dagster metadata."""
@@ -269,17 +271,23 @@ def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     return counts
 
 
-def _column_schemas(con: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:
+def _column_schemas(
+    con: duckdb.DuckDBPyConnection,
+) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
+    """Each reported table's columns and types, and the comments of those that have one."""
     schemas: dict[str, dict[str, str]] = {table: {} for table in REPORTED_TABLES}
+    comments: dict[str, dict[str, str]] = {table: {} for table in REPORTED_TABLES}
     rows = con.execute(
-        "select table_name, column_name, data_type from duckdb_columns()"
+        "select table_name, column_name, data_type, comment from duckdb_columns()"
         " where schema_name = 'main' and database_name = current_database()"
         " order by table_name, column_index"
     ).fetchall()
-    for table, column, data_type in rows:
+    for table, column, data_type, comment in rows:
         if table in schemas:
             schemas[table][str(column)] = str(data_type)
-    return schemas
+            if comment:
+                comments[table][str(column)] = str(comment)
+    return schemas, comments
 
 
 def _bot_batches(files: Sequence[tuple[LakeFile, int]], batch_rows: int) -> list[list[LakeFile]]:
@@ -445,7 +453,7 @@ def _load(
             raise
 
         row_counts = _row_counts(con)
-        column_schemas = _column_schemas(con)
+        column_schemas, column_comments = _column_schemas(con)
         phase = time.perf_counter()
         con.execute("checkpoint")
         seconds["checkpoint"] = time.perf_counter() - phase
@@ -467,6 +475,7 @@ def _load(
         tables=tables,
         row_counts=row_counts,
         column_schemas=column_schemas,
+        column_comments=column_comments,
         mirrored=mirrored,
         wide_views=views,
         published=publication.skipped is None,

@@ -276,3 +276,18 @@ def test_a_blank_partition_key_stops_neither_the_schedule_nor_the_sensor(world):
         assert defs.resolve_job_def("load_job").execute_in_process(instance=instance).success
         assert "" not in instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
     assert world.warehouse_submissions() == world.truth_submissions()
+
+
+def test_the_warehouse_metadata_is_typed_and_describes_its_columns(world):
+    with dg.instance_for_test() as instance:
+        assert run_sync(defs, instance, say=lambda line: None).success
+        (record,) = instance.fetch_materializations(dg.AssetKey("warehouse"), limit=1).records
+        facts = record.asset_materialization.metadata
+    columns = {c.name: c for c in facts["dagster/column_schema"].value.columns}
+    assert "JSON" in (columns["data"].description or "")
+    assert all(column.description for column in columns.values())
+    assert facts["dagster/row_count"].value == len(world.truth_submissions())
+    tables = {r.data["table"]: r.data for r in facts["tables"].value.records}
+    assert tables["submissions"]["rows"] == len(world.truth_submissions())
+    assert isinstance(facts["files_loaded"].value, int) and facts["files_loaded"].value > 0
+    assert isinstance(facts["seconds_total"].value, float)
