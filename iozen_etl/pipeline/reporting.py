@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -118,11 +119,21 @@ def bot_metadata(bot: BotSubmissionsReport) -> dict[str, Any]:
         "in_progress_refreshed": dg.MetadataValue.int(bot.refreshed),
         "resume_point": dg.MetadataValue.text(bot.resume_point_after or "(start)"),
     }
+    if bot.last_submission_at:
+        facts["last_submission_at"] = _timestamp(bot.last_submission_at)
     if bot.rescan:
         facts["rescan"] = dg.MetadataValue.text(bot.rescan)
     if bot.unknown_answer_fields:
         facts["unknown_answer_fields"] = dg.MetadataValue.text(", ".join(bot.unknown_answer_fields))
     return facts
+
+
+def _timestamp(iso: str) -> dg.MetadataValue[Any]:
+    """A time the UI shows as one (as text when the API sent something else)."""
+    try:
+        return dg.MetadataValue.timestamp(datetime.fromisoformat(iso))
+    except ValueError:
+        return dg.MetadataValue.text(iso)
 
 
 # (name, type, description) of the run's table of bots; short names, so columns do not wrap.

@@ -332,6 +332,7 @@ class BotSubmissionsReport:
     # the stored resume point was rejected and the last page was read again from its start
     resume_fallback: bool = False
     files_written: int = 0  # lake files (one per table per batch of pages)
+    last_submission_at: str | None = None  # newest created_at among the rows this run read
     unknown_answer_fields: tuple[str, ...] = ()  # answer names not in the bot's schema
     type_mismatch_fields: tuple[str, ...] = ()  # answers whose kind does not fit the field type
     error: str | None = None
@@ -456,11 +457,18 @@ class _BotRun:
     reread_unseen: int = 0
     refresh_fallback: bool = False
     files_written: int = 0
+    last_submission_at: str | None = None
     rescan: str | None = None
     rescan_finished: bool = False
     resume_fallback: bool = False
     unknown_fields: set[str] = field(default_factory=set)
     mismatched_fields: set[str] = field(default_factory=set)
+
+    def saw(self, items: Sequence[Submission]) -> None:
+        """Keep the newest ``created_at`` read (same-shaped UTC stamps sort as text)."""
+        newest = max((sub.created_at for sub in items), default=None)
+        if newest is not None and (self.last_submission_at or "") < newest:
+            self.last_submission_at = newest
 
 
 # Where a scan starts: a cursor (None: the beginning) and the submissions before it (None: unknown).
@@ -617,6 +625,7 @@ class _Engine:
             in_progress_unchecked=unchecked,
             refresh_fallback=run.refresh_fallback,
             files_written=run.files_written,
+            last_submission_at=run.last_submission_at,
             resume_point_before=before,
             resume_point_after=after.resume_point if after else None,
             rescan=run.rescan,
@@ -788,6 +797,7 @@ class _Engine:
                 raise
             unwritten.append(page)
             run.pages += 1
+            run.saw(page.items)
             reread_here = reread.count(run, page.items, position) if reread is not None else 0
             if rescanning:
                 run.rows_rescanned += len(page.items)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -223,6 +224,8 @@ def test_a_run_marks_only_the_bots_that_changed_and_names_the_one_that_failed(wo
         facts = record.asset_materialization.metadata
         name = next(b["name"] for b in world.sandbox.truth_bots() if b["id"] == changed)
         assert facts["rows_new"].value == 3 and facts["bot"].value == name
+        newest = max(s["created_at"] for s in world.sandbox.truth_submissions(changed))
+        assert facts["last_submission_at"].value == datetime.fromisoformat(newest).timestamp()
         assert all(_latest(instance, "m", bot)[0] == first_run[bot] for bot in unchanged)
         assert _latest(instance, "m", broken)[0] == first_run[broken]
         failed_run, failure = _latest(instance, "o", broken)
