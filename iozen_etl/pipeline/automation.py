@@ -15,6 +15,7 @@ from iozen_etl.pipeline.partitions import (
     CSV_PARTITIONS_NAME,
     INCREMENTAL,
     RECONCILE,
+    bot_id_of,
     range_tags,
     usable_bot_keys,
 )
@@ -23,6 +24,7 @@ from iozen_etl.pipeline.reporting import RUN_PREFIX
 from iozen_etl.replay import inbox_files
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.extract import LAKE_FILES_KEY
+from iozen_etl.sync.state import SCHEMA_STREAM, StateStore
 
 SYNC_CRON_ENV = "IOZEN_SYNC_CRON"
 RECONCILE_CRON_ENV = "IOZEN_RECONCILE_CRON"
@@ -59,7 +61,8 @@ def bot_keys(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext)
 
     A blank key (the UI's "Add partition" dialog accepts one) names no bot and cannot be a
     range's end (Dagster drops an empty range tag, and every later run would fail): it is
-    removed here, with a warning on the tick, so no such key stops the schedules.
+    removed here, with a warning on the tick, so no such key stops the schedules. A key whose
+    id no bot listing has seen is left out, with a warning that says how to remove it.
     """
     keys = context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
     usable = usable_bot_keys(keys)
@@ -70,7 +73,26 @@ def bot_keys(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext)
         context.log.warning(
             f"removed {len(blank)} blank bot partition key(s) {blank!r}: no bot has such an id"
         )
-    return usable
+    seen = _bots_listed()
+    unknown = [key for key in usable if seen and bot_id_of(key) not in seen]
+    if unknown:
+        # Typed into "Add partition", say: never a range's end and never a new bot to sync; a
+        # run whose range spans one reports it as no longer listed.
+        context.log.warning(
+            f"{len(unknown)} bot partition key(s) name no bot the bot listing has seen: "
+            f'{", ".join(unknown[:10])}. Remove one with: python -c "import dagster as dg; '
+            f"dg.DagsterInstance.get().delete_dynamic_partition('{BOT_PARTITIONS_NAME}', 'KEY')\""
+        )
+    return [key for key in usable if key not in unknown]
+
+
+def _bots_listed() -> set[str]:
+    """Ids of every bot a bot listing has recorded (empty before the first listing)."""
+    paths = DataPaths.from_env()
+    if not paths.state_db.exists():
+        return set()
+    with StateStore(paths.state_db) as state:
+        return set(state.all(SCHEMA_STREAM))
 
 
 def _all_bots_request(context: dg.ScheduleEvaluationContext, mode: str) -> dg.RunRequest:

@@ -55,7 +55,8 @@ def test_the_api_key_is_an_env_var_not_a_value():
     assert isinstance(resource.api_key, dg.EnvVar)
 
 
-def test_schedules_ask_for_one_run_over_every_bot():
+def test_schedules_ask_for_one_run_over_every_bot(tmp_path, monkeypatch):
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(tmp_path))  # no listing yet: every key counts
     with dg.instance_for_test() as instance:
         context = dg.build_schedule_context(instance=instance)
         first = incremental_sync_schedule.evaluate_tick(context).run_requests
@@ -78,7 +79,8 @@ def test_schedules_ask_for_one_run_over_every_bot():
         assert reconcile.tags[RANGE_END_TAG] == "b3"
 
 
-def test_new_bots_sensor_syncs_only_never_synced_bots(tmp_path):
+def test_new_bots_sensor_syncs_only_never_synced_bots(tmp_path, monkeypatch):
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(tmp_path))  # no listing yet: every key counts
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["b1", "b2"])
         context = dg.build_sensor_context(instance=instance, definitions=defs)

@@ -249,21 +249,22 @@ def test_a_run_marks_only_the_bots_that_changed_and_names_the_one_that_failed(wo
         assert world.warehouse_submissions() == world.truth_submissions()
 
 
-def test_a_blank_partition_key_stops_neither_the_schedule_nor_the_sensor(world):
-    """The UI's "Add partition" dialog accepts an empty name: the next schedule tick and sensor
-    tick remove it, with a warning, and still launch runs that sync every bot."""
+def test_a_blank_or_unknown_partition_key_stops_neither_the_schedule_nor_the_sensor(world):
+    """The UI's "Add partition" dialog accepts an empty name, or any id: the next schedule tick
+    and sensor tick remove a blank key, leave out a key no listing has seen (both with a
+    warning), and still launch runs that sync every bot."""
     job = defs.resolve_job_def("sync_job")
     with dg.instance_for_test() as instance:
         assert run_sync(defs, instance, say=lambda line: None).success
         bots = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
-        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["", "  "])
+        instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["", "  ", "ghost__nope"])
         late = world.sandbox.add_bot(name="Late Arrival")
         world.sandbox.generate_submissions(late, 3)
 
         tick = incremental_sync_schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
         (request,) = tick.run_requests
         assert request.partition_key_range == dg.PartitionKeyRange(bots[0], bots[-1])
-        assert instance.get_dynamic_partitions(BOT_PARTITIONS_NAME) == bots
+        assert instance.get_dynamic_partitions(BOT_PARTITIONS_NAME) == [*bots, "ghost__nope"]
         assert job.execute_in_process(instance=instance, tags=request.tags).success
 
         instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, [""])
