@@ -170,7 +170,12 @@ def submissions(
     )
     if report.stopped_by_wait_ceiling:
         raise _stop_at_ceiling(context, report.wait_ceiling_error)
-    missing = [bot.intake_bot_id for bot in report.bots if bot.action == "missing"]
+    # Named by partition key: the slug of the name the bot was discovered under, and its id.
+    missing = [
+        keys.get(bot.intake_bot_id, bot.intake_bot_id)
+        for bot in report.bots
+        if bot.action == "missing"
+    ]
     if missing:
         # A deleted bot stays a partition (removing one could break a pending range): it must
         # not fail every later run over all bots.
