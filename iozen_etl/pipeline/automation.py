@@ -165,13 +165,20 @@ def new_bots_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg
     ),
 )
 def warehouse_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    instance = context.instance
+    return warehouse_load_request(context.instance, now=time.time())
+
+
+def warehouse_load_request(
+    instance: dg.DagsterInstance, *, now: float
+) -> dg.RunRequest | dg.SkipReason:
+    """A load after new lake files, or after a sync once the last load is older than the
+    heartbeat (``now`` in Unix seconds)."""
     last_load = instance.fetch_materializations(warehouse.key, limit=1).records
     after = last_load[0].storage_id if last_load else None
     written = newest_lake_files_event(instance, after)
     if written is not None:
         return dg.RunRequest(run_key=f"load-after:{written}")
-    age = time.time() - last_load[0].timestamp if last_load else None
+    age = now - last_load[0].timestamp if last_load else None
     if age is not None and age > WAREHOUSE_HEARTBEAT_S:
         extracted = instance.fetch_materializations(webhooks.key, limit=1).records
         if extracted and extracted[0].storage_id > (after or 0):

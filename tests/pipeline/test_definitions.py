@@ -9,10 +9,12 @@ import dagster as dg
 
 from iozen_etl.definitions import defs
 from iozen_etl.pipeline.automation import (
+    WAREHOUSE_HEARTBEAT_S,
     inbox_sensor,
     incremental_sync_schedule,
     new_bots_sensor,
     nightly_reconcile_schedule,
+    warehouse_load_request,
     warehouse_sensor,
 )
 from iozen_etl.pipeline.partitions import (
@@ -127,6 +129,22 @@ def test_warehouse_sensor_loads_only_after_runs_that_wrote_files():
         )
         (again,) = warehouse_sensor.evaluate_tick(context).run_requests
         assert again.run_key != request.run_key
+
+
+def test_an_unchanged_workspace_still_loads_after_the_heartbeat():
+    with dg.instance_for_test() as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="warehouse"))
+        now = time.time()
+        later = now + WAREHOUSE_HEARTBEAT_S + 1
+        # No sync since the load: nothing to say, however old the load.
+        assert isinstance(warehouse_load_request(instance, now=later), dg.SkipReason)
+        # A sync that wrote nothing: no load now, one once the heartbeat has passed.
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key="webhooks", metadata={"lake_files_written": 0})
+        )
+        assert isinstance(warehouse_load_request(instance, now=now), dg.SkipReason)
+        request = warehouse_load_request(instance, now=later)
+        assert isinstance(request, dg.RunRequest) and request.run_key.startswith("heartbeat")
 
 
 def test_inbox_sensor_replays_settled_files_once_each(tmp_path, monkeypatch):
