@@ -139,7 +139,8 @@ ARTIFACTS = ROOT / "test-artifacts" / "ui"
 @pytest.mark.slow
 def test_a_bot_is_found_by_name_on_the_partitions_page(world, tmp_path):
     """As a person would: Chromium opens the submissions partitions page of ``dagster dev``
-    after a sync, types a bot's name in the partition filter and sees that bot."""
+    after a sync, types a bot's name in the partition filter and sees that bot, opens it, then
+    finds it by name in the backfill dialog's partition picker."""
     if not CHROMIUM.exists():
         pytest.skip(f"no browser at {CHROMIUM} (Debian's chromium package; .ci/run installs it)")
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra)")
@@ -169,6 +170,13 @@ def test_a_bot_is_found_by_name_on_the_partitions_page(world, tmp_path):
                 found.click()
                 page.get_by_text(bot["name"], exact=True).first.wait_for(timeout=30_000)
                 page.screenshot(path=str(ARTIFACTS / "partition-of-a-bot.png"))
+                # The backfill dialog's partition picker finds the bot by its name too.
+                page.goto(f"{url}/assets/submissions")
+                page.get_by_role("button", name="Materialize…").first.click()
+                page.get_by_text("Select a partition or create one").first.click()
+                page.keyboard.type(bot["name"].split()[0].lower())
+                page.get_by_text(key, exact=True).first.wait_for(timeout=30_000)
+                page.screenshot(path=str(ARTIFACTS / "backfill-picker-by-name.png"))
             finally:
                 browser.close()
 
