@@ -14,6 +14,11 @@ DEFAULT_BASE_URL = "https://app.iozen.ai/api/v1"
 API_KEY_ENV = "IOZEN_API_KEY"
 BASE_URL_ENV = "IOZEN_BASE_URL"
 DATA_DIR_ENV = "IOZEN_DATA_DIR"
+# Requests a run may spend reading IN_PROGRESS submissions again (pages or GETs): at a
+# 15-minute schedule the default is at most 400 requests an hour, a small share of either
+# plan's budget.
+IN_PROGRESS_REFRESH_ENV = "IOZEN_IN_PROGRESS_REFRESH_LIMIT"
+DEFAULT_IN_PROGRESS_REFRESH_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -54,3 +59,7 @@ class DataPaths:
 
 def base_url_from_env() -> str:
     return os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL)
+
+
+def in_progress_refresh_limit_from_env() -> int:
+    return int(os.environ.get(IN_PROGRESS_REFRESH_ENV, DEFAULT_IN_PROGRESS_REFRESH_LIMIT))

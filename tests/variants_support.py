@@ -13,7 +13,7 @@ import duckdb
 from iozen_etl.api import IozenClient, RetryPolicy
 from iozen_etl.sandbox import Sandbox, sandbox_transport
 from iozen_etl.sandbox.timefmt import parse_iso_ms
-from iozen_etl.settings import DataPaths
+from iozen_etl.settings import DEFAULT_IN_PROGRESS_REFRESH_LIMIT, DataPaths
 from iozen_etl.sync.extract import (
     BotsReport,
     SubmissionsReport,
@@ -58,7 +58,7 @@ def run_pipeline(
     *,
     full_refresh: bool = False,
     concurrency: int = 4,
-    in_progress_refresh_limit: int = 500,
+    in_progress_refresh_limit: int = DEFAULT_IN_PROGRESS_REFRESH_LIMIT,
 ) -> RunReport:
     """sync_bots + sync_submissions + sync_webhooks + load_warehouse, failing on any bot error."""
     lake = Lake(paths.parquet)

@@ -6,7 +6,6 @@ warehouse load, and report facts as metadata. Counts only: answer values never r
 
 # No `from __future__ import annotations` here: Dagster reads the context and resource
 # annotations at definition time and needs real types, not strings.
-import os
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +39,7 @@ from iozen_etl.pipeline.reporting import (
     run_observation,
 )
 from iozen_etl.resources import DataDirResource, IozenApiResource
+from iozen_etl.settings import in_progress_refresh_limit_from_env
 from iozen_etl.sync.extract import sync_bots, sync_submissions, sync_webhooks
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.state import StateStore
@@ -53,8 +53,6 @@ CEILING_RETRY_DELAY_S = 60
 CEILING_RETRIES = 3
 # IN_PROGRESS submissions re-read per run (one GET each, oldest-checked first): at a 15-minute
 # schedule the default costs at most 400 requests an hour, a small share of either plan's budget.
-IN_PROGRESS_REFRESH_ENV = "IOZEN_IN_PROGRESS_REFRESH_LIMIT"
-DEFAULT_IN_PROGRESS_REFRESH = 100
 
 
 def _stop_at_ceiling(context: dg.AssetExecutionContext, error: str | None) -> Exception:
@@ -156,9 +154,7 @@ def submissions(
             load_listing(paths, context.run.run_id),  # None: no listing in this run, list anew
             only_bots=set(bot_ids),
             full_refresh=full_refresh,
-            in_progress_refresh_limit=int(
-                os.environ.get(IN_PROGRESS_REFRESH_ENV, DEFAULT_IN_PROGRESS_REFRESH)
-            ),
+            in_progress_refresh_limit=in_progress_refresh_limit_from_env(),
             progress=SyncProgress(len(bot_ids), context.log.info),
         )
     # Logged before any stop: a bot finished before the stop is unchanged when the step resumes.

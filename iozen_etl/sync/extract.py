@@ -47,6 +47,7 @@ from iozen_etl.api.errors import (
     WaitCeilingReached,
 )
 from iozen_etl.api.models import IntakeBot, Page, SchemaItem, Submission, Webhook
+from iozen_etl.settings import DEFAULT_IN_PROGRESS_REFRESH_LIMIT
 from iozen_etl.sync import normalise
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.refresh import RefreshPlan, plan_refreshes
@@ -68,7 +69,6 @@ DEFAULT_CONCURRENCY = 8
 # cost less to write (one Parquet encoding, one fsync round and one state commit per file) and
 # far less to load; a crash re-reads at most this many pages.
 PAGES_PER_FILE = 10
-DEFAULT_IN_PROGRESS_REFRESH_LIMIT = 500
 # Every report's count of lake files it wrote: the warehouse has work only when one is above 0.
 LAKE_FILES_KEY = "lake_files_written"
 

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from iozen_etl.api import IozenClient
-from iozen_etl.settings import API_KEY_ENV, DataPaths, base_url_from_env
-from iozen_etl.sync.extract import (
-    DEFAULT_CONCURRENCY,
+from iozen_etl.settings import (
+    API_KEY_ENV,
     DEFAULT_IN_PROGRESS_REFRESH_LIMIT,
-    sync_bots,
-    sync_submissions,
+    DataPaths,
+    base_url_from_env,
 )
+from iozen_etl.sync.extract import DEFAULT_CONCURRENCY, sync_bots, sync_submissions
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.state import StateStore
 
