@@ -31,7 +31,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeAlias
@@ -475,6 +475,27 @@ class _BotRun:
 _Start: TypeAlias = tuple[str | None, int | None]
 
 
+def _recheck(
+    run: _BotRun, sub: Submission, stored_updated_at: str, stored_digest: str | None
+) -> tuple[bool, InProgress | None]:
+    """Whether a submission read again differs from the stored row, and its IN_PROGRESS
+    entry (None once it is no longer IN_PROGRESS)."""
+    run.refreshed += 1
+    digest = data_digest(sub.data)
+    # Without milliseconds on the wire, a change within the same second leaves updated_at
+    # as it was: the status and the answers say whether the stored row is stale (the
+    # warehouse breaks equal-updated_at ties by synced_at, so storing it again wins).
+    differs = (
+        sub.updated_at != stored_updated_at or sub.status != IN_PROGRESS or digest != stored_digest
+    )
+    if differs:
+        run.refresh_updated += 1
+    if sub.status == IN_PROGRESS:
+        return differs, (sub.id, sub.updated_at, digest)
+    run.refresh_completed += 1
+    return differs, None
+
+
 @dataclass
 class _Reread:
     """IN_PROGRESS rows checked while pages are read again for them."""
@@ -494,7 +515,7 @@ class _Reread:
             stored = self.stored.get(sub.id)
             if stored is not None:
                 self.seen.add(sub.id)
-                _Engine._recheck(run, sub, stored[0], stored[1])
+                _recheck(run, sub, stored[0], stored[1])
         return before
 
     def unseen_after(self, position: int) -> int:
@@ -517,7 +538,7 @@ class _Rechecked:
     def add(
         self, run: _BotRun, sub: Submission, stored_updated_at: str, stored_digest: str | None
     ) -> None:
-        differs, tracked = _Engine._recheck(run, sub, stored_updated_at, stored_digest)
+        differs, tracked = _recheck(run, sub, stored_updated_at, stored_digest)
         if differs:
             self.fresh.append(sub)
         if tracked is not None:
@@ -753,6 +774,19 @@ class _Engine:
         scan = self._scan(run, stream, (None, 0), generation, rescanning=True)
         return scan, (None, 0), generation
 
+    def _pages(self, run: _BotRun, start: str | None) -> Iterator[Page[Submission]]:
+        """The bot's pages from ``start``, each request counted when it is made (the client's
+        last look that finds no further page is not one)."""
+        pages = iter(self.client.iter_submission_pages(run.bot.id, resume_point=start))
+        while True:
+            run.requests += 1
+            try:
+                page = next(pages)
+            except StopIteration:
+                run.requests -= 1
+                return
+            yield page
+
     def _scan(
         self,
         run: _BotRun,
@@ -769,7 +803,7 @@ class _Engine:
         bot_id = run.bot.id
         point, position = start
         in_order = True
-        pages = iter(self.client.iter_submission_pages(bot_id, resume_point=point))
+        pages = self._pages(run, point)
         # Pages read but not yet in the lake: written together, as one file per table, once they
         # hold PAGES_PER_FILE pages, at the end of the stream, or before an interruption is
         # passed on (what was read is kept). The resume point moves only past written pages.
@@ -779,11 +813,9 @@ class _Engine:
             if self.stop.is_set():
                 self._store_pages(run, stream, unwritten, unwritten_start, generation)
                 raise _Stop
-            run.requests += 1
             try:
                 page = next(pages)
             except StopIteration:
-                run.requests -= 1  # the generator ended without asking for another page
                 self._store_pages(run, stream, unwritten, unwritten_start, generation)
                 return _Scan(point, in_order, reached_end=True)
             except IozenError as failure:
@@ -900,18 +932,12 @@ class _Engine:
         """Read an unchanged bot's pages from ``page`` to the end to check its IN_PROGRESS rows;
         store again only the rows that moved (its resume point and files stay as they are)."""
         bot_id = run.bot.id
+        if self.stop.is_set():
+            raise _Stop
         reread = _Reread(None, self.state.in_progress_details(bot_id))
-        pages = iter(self.client.iter_submission_pages(bot_id, resume_point=page.start))
         rechecked = _Rechecked()
         try:
-            while not self.stop.is_set():
-                run.requests += 1
-                try:
-                    read = next(pages)
-                except StopIteration:
-                    run.requests -= 1
-                    run.reread_unseen = reread.unseen_after(page.position)
-                    break
+            for read in self._pages(run, page.start):
                 run.rows_reread += len(read.items)
                 for sub in read.items:
                     stored = reread.stored.get(sub.id)
@@ -919,6 +945,10 @@ class _Engine:
                         continue
                     reread.seen.add(sub.id)
                     rechecked.add(run, sub, stored[0], stored[1])
+                if self.stop.is_set():
+                    break
+            else:
+                run.reread_unseen = reread.unseen_after(page.position)
         except ValidationFailed as failure:
             if not (failure.is_cursor_error and page.start is not None and not reread.seen):
                 raise
@@ -956,29 +986,6 @@ class _Engine:
             self._store_rechecked(run, rechecked)
         if self.stop.is_set():
             raise _Stop
-
-    @staticmethod
-    def _recheck(
-        run: _BotRun, sub: Submission, stored_updated_at: str, stored_digest: str | None
-    ) -> tuple[bool, InProgress | None]:
-        """Whether a submission read again differs from the stored row, and its IN_PROGRESS
-        entry (None once it is no longer IN_PROGRESS)."""
-        run.refreshed += 1
-        digest = data_digest(sub.data)
-        # Without milliseconds on the wire, a change within the same second leaves updated_at
-        # as it was: the status and the answers say whether the stored row is stale (the
-        # warehouse breaks equal-updated_at ties by synced_at, so storing it again wins).
-        differs = (
-            sub.updated_at != stored_updated_at
-            or sub.status != IN_PROGRESS
-            or digest != stored_digest
-        )
-        if differs:
-            run.refresh_updated += 1
-        if sub.status == IN_PROGRESS:
-            return differs, (sub.id, sub.updated_at, digest)
-        run.refresh_completed += 1
-        return differs, None
 
     def _store_rechecked(self, run: _BotRun, rechecked: _Rechecked) -> None:
         """The rows that moved into one refresh file, then the IN_PROGRESS bookkeeping."""
