@@ -236,18 +236,20 @@ class StateStore:
         # read_from: (page start, submissions before it) of the pages these rows were read in;
         # None keeps what is stored (a row read again by a GET).
         start, position = read_from if read_from is not None else (None, None)
+        moved = (
+            ", page_start = excluded.page_start, page_position = excluded.page_position"
+            if read_from is not None
+            else ""
+        )
         db.executemany(
             "INSERT INTO in_progress (intake_bot_id, submission_id, updated_at, checked_at, "
             "data_digest, page_start, page_position) VALUES (?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (intake_bot_id, submission_id) DO UPDATE SET "
             "updated_at = excluded.updated_at, checked_at = excluded.checked_at, "
-            "data_digest = excluded.data_digest, "
-            "page_start = iif(?, excluded.page_start, in_progress.page_start), "
-            "page_position = iif(?, excluded.page_position, in_progress.page_position)",
+            "data_digest = excluded.data_digest" + moved,
             [
-                (intake_bot_id, sid, updated, now, digest, start, position, keep, keep)
+                (intake_bot_id, sid, updated, now, digest, start, position)
                 for sid, updated, digest in in_progress
-                for keep in [read_from is not None]
             ],
         )
         # One statement per chunk: most pages forget ~100 ids that were never tracked.
@@ -370,13 +372,6 @@ class StateStore:
             )
 
     # -- in_progress ----------------------------------------------------------------------
-
-    def in_progress_counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT intake_bot_id, count(*) FROM in_progress GROUP BY intake_bot_id"
-            ).fetchall()
-        return {bot: count for bot, count in rows}
 
     def in_progress_oldest_checks(self) -> dict[str, tuple[int, str]]:
         """Per bot holding IN_PROGRESS submissions: (how many, when the least recently checked

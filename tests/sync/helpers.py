@@ -166,3 +166,8 @@ def rewrite_json(
         return httpx.Response(response.status_code, headers=headers, json=body, request=request)
 
     return httpx.MockTransport(handle)
+
+
+def in_progress_counts(state: StateStore) -> dict[str, int]:
+    """IN_PROGRESS submissions tracked per bot."""
+    return {bot: count for bot, (count, _) in state.in_progress_oldest_checks().items()}

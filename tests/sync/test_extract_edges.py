@@ -16,6 +16,7 @@ from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
 from tests.sync.helpers import (
     Workspace,
     assert_lake_matches_truth,
+    in_progress_counts,
     lake_submissions,
     make_client,
     read_table,
@@ -172,7 +173,7 @@ def test_in_progress_refresh_is_bounded_per_run(tmp_path):
     assert rounds == 2
     assert_lake_matches_truth(tmp_path, box)
     with StateStore(work.paths.state_db) as state:
-        assert state.in_progress_counts() == {}
+        assert in_progress_counts(state) == {}
     assert json.dumps(subs.metadata())  # metadata is plain JSON
 
 

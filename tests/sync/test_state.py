@@ -4,6 +4,7 @@ import sqlite3
 import threading
 
 from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
+from tests.sync.helpers import in_progress_counts
 
 
 def test_commit_page_moves_the_resume_point_and_tracks_in_progress(tmp_path):
@@ -26,7 +27,7 @@ def test_commit_page_moves_the_resume_point_and_tracks_in_progress(tmp_path):
         row = state.get(SUBMISSIONS_STREAM, "b1")
         assert row is not None
         assert (row.resume_point, row.pages_total, row.rows_total) == ("c200", 2, 150)
-        assert state.in_progress_counts() == {"b1": 2}
+        assert in_progress_counts(state) == {"b1": 2}
         assert sorted(state.in_progress("b1", 10)) == [("s2", "t1", None), ("s3", "t2", "d3")]
         assert state.get(SUBMISSIONS_STREAM, "other") is None
 
