@@ -20,10 +20,9 @@ from iozen_etl.pipeline.partitions import (
     usable_bot_keys,
 )
 from iozen_etl.pipeline.replay_assets import submission_replay
-from iozen_etl.pipeline.reporting import RUN_PREFIX
+from iozen_etl.pipeline.reporting import lake_files_written
 from iozen_etl.replay import inbox_files
 from iozen_etl.settings import DataPaths
-from iozen_etl.sync.extract import LAKE_FILES_KEY
 from iozen_etl.sync.state import SCHEMA_STREAM, StateStore
 
 SYNC_CRON_ENV = "IOZEN_SYNC_CRON"
@@ -215,11 +214,7 @@ def _wrote_files(record: dg.EventLogRecord) -> bool:
     event = record.asset_materialization or record.asset_observation
     if event is None or event.partition is not None:
         return False
-    for name in (LAKE_FILES_KEY, RUN_PREFIX + LAKE_FILES_KEY):
-        value = event.metadata.get(name)
-        if value is not None and isinstance(value.value, int) and value.value > 0:
-            return True
-    return False
+    return lake_files_written({k: v.value for k, v in event.metadata.items()}) > 0
 
 
 @dg.sensor(

@@ -19,10 +19,9 @@ from iozen_etl.pipeline.partitions import (
     range_tags,
     usable_bot_keys,
 )
-from iozen_etl.pipeline.reporting import RUN_PREFIX
+from iozen_etl.pipeline.reporting import lake_files_written
 from iozen_etl.resources import DataDirResource
 from iozen_etl.settings import DataPaths
-from iozen_etl.sync.extract import LAKE_FILES_KEY
 
 
 @dataclass
@@ -137,7 +136,6 @@ def _execute(
         run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )
     outcome.runs += 1
-    succeeded = outcome.success and result.success
     for event in result.all_events:
         record: dg.AssetMaterialization | dg.AssetObservation
         if event.is_step_materialization:
@@ -151,13 +149,12 @@ def _execute(
         name = record.asset_key.to_user_string()
         facts = {k: v.value for k, v in record.metadata.items()}
         outcome.metadata.setdefault(name, {}).update(facts)
-        for key in (LAKE_FILES_KEY, RUN_PREFIX + LAKE_FILES_KEY):
-            written = facts.get(key)
-            if isinstance(written, int):
-                outcome.lake_files_written += written
-    if not result.success and outcome.success:
-        outcome.reason = _failure_reason(result)
-    outcome.success = succeeded
+        outcome.lake_files_written += lake_files_written(facts)
+    if not result.success:
+        # The first failure is the one to tell: a load after a failed sync fails on its own.
+        if outcome.success:
+            outcome.reason = _failure_reason(result)
+        outcome.success = False
     return result.success
 
 

@@ -9,8 +9,13 @@ from typing import Any
 import dagster as dg
 
 from iozen_etl.replay import ReplayReport
-from iozen_etl.sync.extract import BotsReport, BotSubmissionsReport, SubmissionsReport
-from iozen_etl.warehouse import LoadReport
+from iozen_etl.sync.extract import (
+    LAKE_FILES_KEY,
+    BotsReport,
+    BotSubmissionsReport,
+    SubmissionsReport,
+)
+from iozen_etl.warehouse import LoadReport, TableCounts
 
 RUN_PREFIX = "run/"
 
@@ -35,6 +40,16 @@ def run_metadata(report: SubmissionsReport) -> dict[str, Any]:
     """The run's headline totals, prefixed: they are the run's, not a partition's own."""
     facts = report.metadata()
     return {RUN_PREFIX + key: facts[key] for key in HEADLINE_KEYS}
+
+
+def lake_files_written(facts: Mapping[str, object]) -> int:
+    """Lake files an extract event reports: its own count (bots, webhooks) or its run's
+    (the observation closing a ``submissions`` step)."""
+    for name in (LAKE_FILES_KEY, RUN_PREFIX + LAKE_FILES_KEY):
+        written = facts.get(name)
+        if isinstance(written, int):
+            return written
+    return 0
 
 
 def run_observation(report: SubmissionsReport) -> dict[str, Any]:
@@ -201,12 +216,13 @@ def load_metadata(report: LoadReport) -> dict[str, Any]:
         {
             "table": table,
             "rows": count,
-            "inserted": report.tables[table].inserted if table in report.tables else 0,
-            "updated": report.tables[table].updated if table in report.tables else 0,
-            "deleted": report.tables[table].deleted if table in report.tables else 0,
+            "inserted": changes.inserted,
+            "updated": changes.updated,
+            "deleted": changes.deleted,
             "files": report.files_loaded.get(table, 0),
         }
         for table, count in sorted(report.row_counts.items())
+        for changes in [report.tables.get(table, TableCounts())]
     ]
     facts: dict[str, Any] = {
         "dagster/row_count": dg.MetadataValue.int(report.row_counts.get("submissions", 0)),
