@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,8 @@ import duckdb
 import httpx
 
 from bench import support
-from bench.sync import REPO, UNLIMITED, _env
+from bench.pipeline import timed_cli_sync
+from bench.sync import UNLIMITED, _env
 
 WIDE_BOTS = 1000
 WIDE_PER_BOT = 100
@@ -53,17 +53,10 @@ class Workspace:
 
     def __init__(self, base_url: str, api_key: str, scratch: Path) -> None:
         self.base_url = base_url
+        self.api_key = api_key
         self.admin = httpx.Client(base_url=base_url.removesuffix("/api/v1"), timeout=120)
         self.data_dir = scratch / "data"
-        self.home = scratch / "dagster_home"
-        self.home.mkdir()
-        shutil.copy(REPO / "dagster_home" / "dagster.yaml", self.home)
-        self.env = _env(
-            IOZEN_API_KEY=api_key,
-            IOZEN_BASE_URL=base_url,
-            IOZEN_DATA_DIR=str(self.data_dir),
-            DAGSTER_HOME=str(self.home),
-        )
+        self.home = support.new_dagster_home(scratch)
 
     def requests(self) -> int:
         """API requests so far: every request the sandbox counted, less its admin routes (each
@@ -94,7 +87,7 @@ class Workspace:
         with dg.DagsterInstance.from_config(str(self.home)) as instance:
             runs_before = {run.run_id for run in instance.get_runs()}
         requests_before = self.requests()
-        measured = support.measured_run([sys.executable, "-m", "iozen_etl.cli", "sync"], self.env)
+        measured = timed_cli_sync(self.base_url, self.api_key, self.data_dir, self.home)
         requests = self.requests() - requests_before
         with dg.DagsterInstance.from_config(str(self.home)) as instance:
             runs = [run for run in instance.get_runs() if run.run_id not in runs_before]
@@ -118,7 +111,7 @@ class Workspace:
             engine_s += float(elapsed) if isinstance(elapsed, int | float) else 0.0
             total = facts.get("seconds_total")
             load_s += float(total) if isinstance(total, int | float) else 0.0
-        wall = measured.wall_s
+        wall = measured["wall_s"]
         return {
             "wall_s": round(wall, 2),
             "startup_s": round(startup_s, 2),
@@ -129,7 +122,7 @@ class Workspace:
             "events": len(logs),
             "bot_partitions_materialized": materialized,
             "requests": requests,
-            "peak_rss_mb": round(measured.peak_rss_mb, 1),
+            "peak_rss_mb": round(measured["peak_rss_mb"], 1),
         }
 
     def warehouse_equals_truth(self) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -22,8 +21,8 @@ from typing import Any
 
 import duckdb
 
-from bench.support import measured_run
-from bench.sync import BOTS, REPO, _env, bare_fetch, sandbox_process
+from bench import support
+from bench.sync import BOTS, _env, bare_fetch, sandbox_process
 
 
 def timed_cli_sync(
@@ -36,7 +35,7 @@ def timed_cli_sync(
         IOZEN_DATA_DIR=str(data_dir),
         DAGSTER_HOME=str(dagster_home),
     )
-    measured = measured_run([sys.executable, "-m", "iozen_etl.cli", "sync"], env)
+    measured = support.measured_run([sys.executable, "-m", "iozen_etl.cli", "sync"], env)
     return {"wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb}
 
 
@@ -56,11 +55,7 @@ def end_to_end(total: int, bots: int = BOTS) -> dict[str, Any]:
         tempfile.TemporaryDirectory(prefix="iozen-bench-") as scratch,
     ):
         data_dir = Path(scratch) / "data"
-        # A new workspace's instance: the project's dagster.yaml (SQLite storage, as `make ui`
-        # uses), empty, so bots of an earlier size are not partitions here.
-        dagster_home = Path(scratch) / "dagster_home"
-        dagster_home.mkdir()
-        shutil.copy(REPO / "dagster_home" / "dagster.yaml", dagster_home)
+        dagster_home = support.new_dagster_home(Path(scratch))
         baseline = bare_fetch(base_url, api_key)
         sync = timed_cli_sync(base_url, api_key, data_dir, dagster_home)
         rows = warehouse_rows(data_dir)

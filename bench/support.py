@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @contextlib.contextmanager
@@ -46,6 +50,15 @@ _MEASURE = (
     "print('CPU_S=%.3f' % (usage.ru_utime + usage.ru_stime))\n"
     "sys.exit(code)\n"
 )
+
+
+def new_dagster_home(scratch: Path) -> Path:
+    """A new workspace's Dagster instance: the project's dagster.yaml (SQLite storage, as
+    `make ui` uses), empty, so no earlier run's bots are partitions there."""
+    home = scratch / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster_home" / "dagster.yaml", home)
+    return home
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import httpx
 
 from bench import support
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = support.REPO
 BOTS = 1000
 CONCURRENCY = 8
 UNLIMITED = "1000000000"

@@ -51,6 +51,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def new_dagster_home(parent: Path) -> Path:
+    """An empty instance with the repository's dagster.yaml, as a new workspace has."""
+    home = parent / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
 @contextlib.contextmanager
 def dagster_dev(home: Path, data_dir: Path, **env_extra: str | None) -> Iterator[str]:
     """``dagster dev`` from the repository's workspace.yaml until the block ends; yields its URL.
@@ -102,9 +110,7 @@ def code_location(url: str) -> dict[str, Any]:
 
 @pytest.mark.slow
 def test_dagster_dev_serves_the_definitions(tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    home = new_dagster_home(tmp_path)
     # The UI must load without a key; only runs need one.
     with dagster_dev(home, tmp_path / "data", IOZEN_API_KEY=None) as url:
         repo = code_location(url)
@@ -144,9 +150,7 @@ def test_a_bot_is_found_by_name_on_the_partitions_page(world, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"no browser at {CHROMIUM} (Debian's chromium package; .ci/run installs it)")
     playwright = pytest.importorskip("playwright.sync_api", reason="playwright (the dev extra)")
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    home = new_dagster_home(tmp_path)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert run_sync(defs, instance, say=lambda line: None).success
     bot = world.sandbox.truth_bots()[2]
