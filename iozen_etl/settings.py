@@ -19,6 +19,8 @@ DATA_DIR_ENV = "IOZEN_DATA_DIR"
 # plan's budget.
 IN_PROGRESS_REFRESH_ENV = "IOZEN_IN_PROGRESS_REFRESH_LIMIT"
 DEFAULT_IN_PROGRESS_REFRESH_LIMIT = 100
+# Bots synced at once (threads): their requests overlap; the rate budget is shared.
+DEFAULT_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)

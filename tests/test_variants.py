@@ -18,9 +18,10 @@ import pytest
 from iozen_etl.replay import replay_csv
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig
 from iozen_etl.settings import DataPaths
-from iozen_etl.sync.extract import sync_bots, sync_submissions
+from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.state import StateStore
+from iozen_etl.sync.submissions import sync_submissions
 from tests.variants_support import (
     Published,
     RunReport,

@@ -14,16 +14,12 @@ from iozen_etl.api import IozenClient, RetryPolicy
 from iozen_etl.sandbox import Sandbox, sandbox_transport
 from iozen_etl.sandbox.timefmt import parse_iso_ms
 from iozen_etl.settings import DEFAULT_IN_PROGRESS_REFRESH_LIMIT, DataPaths
-from iozen_etl.sync.extract import (
-    BotsReport,
-    SubmissionsReport,
-    WebhooksReport,
-    sync_bots,
-    sync_submissions,
-    sync_webhooks,
-)
+from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.reports import BotsReport, SubmissionsReport, WebhooksReport
 from iozen_etl.sync.state import StateStore
+from iozen_etl.sync.submissions import sync_submissions
+from iozen_etl.sync.webhooks import sync_webhooks
 from iozen_etl.warehouse import LoadReport, load_warehouse, run_query
 
 BASE_URL = "http://sandbox.test/api/v1"

@@ -40,9 +40,11 @@ from iozen_etl.pipeline.reporting import (
 )
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.settings import in_progress_refresh_limit_from_env
-from iozen_etl.sync.extract import sync_bots, sync_submissions, sync_webhooks
+from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.state import StateStore
+from iozen_etl.sync.submissions import sync_submissions
+from iozen_etl.sync.webhooks import sync_webhooks
 from iozen_etl.warehouse import load_warehouse
 
 POOL = "iozen"

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from iozen_etl.sync.extract import BotSubmissionsReport
+from iozen_etl.sync.reports import BotSubmissionsReport
 
 progress_logger = logging.getLogger("iozen_etl.progress")
 

@@ -9,7 +9,7 @@ from typing import Any
 import dagster as dg
 
 from iozen_etl.replay import ReplayReport
-from iozen_etl.sync.extract import (
+from iozen_etl.sync.reports import (
     LAKE_FILES_KEY,
     BotsReport,
     BotSubmissionsReport,

@@ -54,6 +54,11 @@ def _encode(data: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
+def stamp(iso: str) -> str:
+    """``2026-02-22T11:00:00.000Z`` -> ``20260222T110000000Z``: a readable file-name part."""
+    return re.sub(r"[^0-9A-Za-z]", "", iso)
+
+
 def safe_segment(value: str) -> str:
     """``value`` itself when it is a safe file-name part, else ``~`` + a digest of it.
 

@@ -17,13 +17,15 @@ from pathlib import Path
 from iozen_etl.api import IozenClient
 from iozen_etl.settings import (
     API_KEY_ENV,
+    DEFAULT_CONCURRENCY,
     DEFAULT_IN_PROGRESS_REFRESH_LIMIT,
     DataPaths,
     base_url_from_env,
 )
-from iozen_etl.sync.extract import DEFAULT_CONCURRENCY, sync_bots, sync_submissions
+from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.state import StateStore
+from iozen_etl.sync.submissions import sync_submissions
 
 EXIT_PARTIAL = 3
 

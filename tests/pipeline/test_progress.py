@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from iozen_etl.pipeline.progress import SyncProgress
-from iozen_etl.sync.extract import BotSubmissionsReport
+from iozen_etl.sync.reports import BotSubmissionsReport
 
 
 def test_progress_speaks_every_few_seconds_and_at_the_end():

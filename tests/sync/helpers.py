@@ -16,9 +16,11 @@ import pyarrow.parquet as pq
 from iozen_etl.api import IozenClient, RetryPolicy
 from iozen_etl.sandbox import Sandbox, sandbox_transport
 from iozen_etl.settings import DataPaths
-from iozen_etl.sync.extract import BotsReport, SubmissionsReport, sync_bots, sync_submissions
+from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.reports import BotsReport, SubmissionsReport
 from iozen_etl.sync.state import StateStore
+from iozen_etl.sync.submissions import sync_submissions
 
 
 class FakeTime:

@@ -7,8 +7,9 @@ import pyarrow.parquet as pq
 
 from iozen_etl.api import RetryPolicy
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, sandbox_transport
-from iozen_etl.sync.extract import PAGES_PER_FILE, sync_webhooks
 from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, WEBHOOKS_STREAM, StateStore
+from iozen_etl.sync.submissions import PAGES_PER_FILE
+from iozen_etl.sync.webhooks import sync_webhooks
 from tests.sync.helpers import (
     Workspace,
     assert_lake_matches_truth,

@@ -1,0 +1,178 @@
+"""What each sync step did, as plain records: counts, ids, field names and resume points, never
+answer values. The pipeline turns them into Dagster metadata."""
+
+from dataclasses import dataclass
+
+from iozen_etl.api.models import IntakeBot
+
+# Every report's count of lake files it wrote: the warehouse has work only when one is above 0.
+LAKE_FILES_KEY = "lake_files_written"
+
+
+@dataclass(frozen=True)
+class SchemaDrift:
+    """How a bot's schema changed since the last stored version (field names only)."""
+
+    intake_bot_id: str
+    new_fields: tuple[str, ...]
+    removed_fields: tuple[str, ...]
+    changed_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BotsReport:
+    bots: tuple[IntakeBot, ...]  # listing records, replaced by the detail when it was fetched
+    bots_new: int
+    bots_changed: int
+    details_fetched: int
+    detail_errors: tuple[str, ...]  # "bot id: error" (ids and request ids only)
+    schema_drift: tuple[SchemaDrift, ...]
+    rows_written: int
+    files_written: int  # lake files: the bots file and one schema file per fetched detail
+    requests: int
+    throttled: int
+    seconds_waited: float
+    stopped_by_wait_ceiling: bool
+    elapsed_s: float
+
+    def metadata(self) -> dict[str, int | float | str]:
+        return {
+            "bots_seen": len(self.bots),
+            LAKE_FILES_KEY: self.files_written,
+            "bots_new": self.bots_new,
+            "bots_changed": self.bots_changed,
+            "details_fetched": self.details_fetched,
+            "detail_errors": len(self.detail_errors),
+            "schema_drift_bots": len(self.schema_drift),
+            "dagster/row_count": self.rows_written,
+            "requests": self.requests,
+            "throttled_429": self.throttled,
+            "seconds_waited": round(self.seconds_waited, 3),
+            "stopped_by_wait_ceiling": str(self.stopped_by_wait_ceiling),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class BotSubmissionsReport:
+    """What one run did for one bot. ``requests`` counts the engine's calls (pages and GETs);
+    retries, 429s and waits are counted run-wide in ``SubmissionsReport``."""
+
+    intake_bot_id: str
+    # "skipped", "synced", "failed", "stopped" (wait ceiling), or "missing": asked for but not in
+    # the bot listing (deleted in ioZen, or no longer visible to this key); its rows stay.
+    action: str
+    intake_bot_name: str = ""
+    pages: int = 0
+    requests: int = 0
+    rows_new: int = 0  # rows read by the live stream past its resume point
+    rows_rescanned: int = 0  # rows read again by a rescan
+    refreshed: int = 0  # IN_PROGRESS submissions read again
+    refresh_updated: int = 0  # ... stored again: updated_at, status or answers had moved
+    refresh_completed: int = 0  # ... that are no longer IN_PROGRESS
+    refresh_missing: int = 0  # ... that the API no longer has (404)
+    rows_reread: int = 0  # rows before the resume point read again to refresh IN_PROGRESS ones
+    in_progress_unchecked: int = 0  # IN_PROGRESS rows the run's budget left for a later run
+    refresh_fallback: bool = False  # the page re-read's cursor was refused: GETs instead
+    resume_point_before: str | None = None
+    resume_point_after: str | None = None
+    rescan: str | None = None  # why a rescan ran: full_refresh, cursor_rejected, out_of_order
+    rescan_finished: bool = False
+    # the stored resume point was rejected and the last page was read again from its start
+    resume_fallback: bool = False
+    files_written: int = 0  # lake files (one per table per batch of pages)
+    last_submission_at: str | None = None  # newest created_at among the rows this run read
+    unknown_answer_fields: tuple[str, ...] = ()  # answer names not in the bot's schema
+    type_mismatch_fields: tuple[str, ...] = ()  # answers whose kind does not fit the field type
+    error: str | None = None
+
+    @property
+    def rows_written(self) -> int:
+        """Rows this run wrote to the lake for the bot."""
+        return self.rows_new + self.rows_rescanned + self.refresh_updated
+
+    @property
+    def changed(self) -> bool:
+        """The bot's data moved in this run: a page was read (its count or version had moved,
+        a first sync, a rescan), or a refresh stored rows again or found rows gone."""
+        return self.action == "synced" and (
+            self.pages > 0 or self.refresh_updated > 0 or self.refresh_missing > 0
+        )
+
+
+@dataclass(frozen=True)
+class SubmissionsReport:
+    bots: tuple[BotSubmissionsReport, ...]
+    requests: int
+    throttled: int
+    retries: int
+    seconds_waited: float
+    stopped_by_wait_ceiling: bool
+    wait_ceiling_error: str | None
+    elapsed_s: float
+
+    def count(self, action: str) -> int:
+        return sum(1 for bot in self.bots if bot.action == action)
+
+    def total(self, name: str) -> int:
+        return sum(int(getattr(bot, name)) for bot in self.bots)
+
+    @property
+    def resume_points_moved(self) -> int:
+        return sum(
+            1
+            for bot in self.bots
+            if bot.action != "skipped" and bot.resume_point_before != bot.resume_point_after
+        )
+
+    def metadata(self) -> dict[str, int | float | str]:
+        rows = sum(bot.rows_written for bot in self.bots)
+        return {
+            "bots_seen": len(self.bots),
+            "bots_skipped": self.count("skipped"),
+            "bots_synced": self.count("synced"),
+            "bots_changed": sum(1 for bot in self.bots if bot.changed),
+            "bots_failed": self.count("failed"),
+            "bots_stopped": self.count("stopped"),
+            "bots_missing": self.count("missing"),
+            "bots_rescanned": sum(1 for bot in self.bots if bot.rescan),
+            "pages": self.total("pages"),
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled_429": self.throttled,
+            "seconds_waited": round(self.seconds_waited, 3),
+            "rows_new": self.total("rows_new"),
+            "rows_rescanned": self.total("rows_rescanned"),
+            "rows_updated": self.total("refresh_updated"),
+            LAKE_FILES_KEY: self.total("files_written"),
+            "in_progress_refreshed": self.total("refreshed"),
+            "in_progress_completed": self.total("refresh_completed"),
+            "in_progress_unchecked": self.total("in_progress_unchecked"),
+            "rows_reread": self.total("rows_reread"),
+            "resume_points_moved": self.resume_points_moved,
+            "schema_drift_bots": sum(
+                1 for bot in self.bots if bot.unknown_answer_fields or bot.type_mismatch_fields
+            ),
+            "dagster/row_count": rows,
+            "stopped_by_wait_ceiling": str(self.stopped_by_wait_ceiling),
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
+
+
+@dataclass(frozen=True)
+class WebhooksReport:
+    webhooks: int
+    skipped: str | None  # why nothing was read (e.g. the plan has no webhooks)
+    requests: int
+    elapsed_s: float
+    files_written: int = 0  # 1 when the list differed from the last snapshot, else 0
+
+    def metadata(self) -> dict[str, int | float | str]:
+        return {
+            "webhooks": self.webhooks,
+            "dagster/row_count": self.webhooks,
+            LAKE_FILES_KEY: self.files_written,
+            "skipped": self.skipped or "",
+            "requests": self.requests,
+            "elapsed_s": round(self.elapsed_s, 3),
+        }
