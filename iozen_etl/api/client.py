@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
+import msgspec
 
 from iozen_etl import __version__
 from iozen_etl.api.errors import (
@@ -564,13 +565,27 @@ def _error_from(
     )
 
 
+_decode_json = msgspec.json.Decoder().decode
+
+
+def decode_json(content: bytes) -> Any:
+    """JSON text -> Python objects, as ``json.loads`` reads it, in C: msgspec builds the same
+    objects (big integers included); what it refuses and the standard library reads (NaN, a lone
+    surrogate escape, a number beyond a float) goes the standard library's way. Raises ValueError
+    when neither can read it."""
+    try:
+        return _decode_json(content)
+    except msgspec.DecodeError:
+        return json.loads(content)
+
+
 def _read_envelope(response: httpx.Response) -> tuple[Mapping[str, Any] | None, str | None]:
     """The parsed envelope, or None and what was wrong with the body."""
     content = response.content
     if not content or content.isspace():
         return None, "empty body"
     try:
-        body = json.loads(content)
+        body = decode_json(content)
     except ValueError:
         content_type = response.headers.get("content-type", "")
         if "html" in content_type or content.lstrip()[:1] == b"<":

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from typing import Any, NamedTuple
 
+import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,6 +27,8 @@ from iozen_etl.sync.schemas import (
     WEBHOOKS,
 )
 
+_encode_json = msgspec.json.Encoder().encode
+
 
 class NormaliseError(ValueError):
     """A record the lake cannot hold as sent (an unparseable timestamp); names record and field."""
@@ -35,10 +40,16 @@ class NormaliseError(ValueError):
         self.field = field
 
 
-def _json(value: Mapping[str, Any] | None) -> str | None:
+def _json(value: Mapping[str, Any] | None) -> str | bytes | None:
+    """Compact JSON text, or None for an empty object. msgspec writes it in C; what it cannot
+    (a lone surrogate, a value that is not JSON) goes the standard library's way. Non-finite
+    floats are written as null (valid JSON), which only a lenient decoder could have produced."""
     if not value:
         return None
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        return _encode_json(value)
+    except (TypeError, ValueError, UnicodeEncodeError):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def timestamps(
@@ -91,7 +102,7 @@ def bots_table(bots: Iterable[IntakeBot], synced_at: str) -> pa.Table:
 def bot_fields_table(bot: IntakeBot) -> pa.Table:
     """The bot's schema items in schema order; content blocks kept and flagged."""
     items = list(bot.schema or ())
-    extras: list[str | None] = []
+    extras: list[str | bytes | None] = []
     for item in items:
         # The content block's body (an author's text or AI prompt) has no column of its own.
         extra = dict(item.extra)
@@ -134,7 +145,6 @@ def page_tables(subs: Iterable[Submission], synced_at: str) -> PageTables:
     ``updated_at`` columns (the timestamps are cast once), and names the answer kinds seen."""
     rows = list(subs)
     ids = [s.id for s in rows]
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
     id_column = pa.array(ids, type=pa.string())
     bot_column = pa.array([s.intake_bot_id for s in rows], type=pa.string())
     updated = timestamps(
@@ -152,7 +162,7 @@ def page_tables(subs: Iterable[Submission], synced_at: str) -> PageTables:
         pa.array([s.schema_version for s in rows], type=pa.int64()),
         timestamps([s.created_at for s in rows], table="submissions", field="created_at", ids=ids),
         updated,
-        pa.array([dumps(s.data) for s in rows], type=pa.string()),
+        pa.array([_json(s.data) or "{}" for s in rows], type=pa.string()),
         # Most records carry no unknown keys: test the page once before a call per row.
         pa.array([_json(e) for e in extras] if any(extras) else [None] * len(rows), pa.string()),
         _synced_column(synced_at, len(rows)),
@@ -162,62 +172,61 @@ def page_tables(subs: Iterable[Submission], synced_at: str) -> PageTables:
     return PageTables(submissions, answers, kinds)
 
 
-# value_kind of an answer by its Python type (bool is checked by type, so never taken for an int);
-# any other type (an object, a nested list) is kept as JSON text.
-_KINDS: dict[type, str] = {
-    str: "string",
-    bool: "boolean",
-    int: "number",
-    float: "number",
-    type(None): "null",
+# value_kind of an answer by its Python type, as a small code (bool is looked up by type, so never
+# taken for an int); any other type (an object, a nested list) is kept as JSON text.
+_STRING, _BOOLEAN, _NUMBER, _NULL, _JSON, _LIST = range(6)
+_CODES: dict[type, int] = {
+    str: _STRING,
+    bool: _BOOLEAN,
+    int: _NUMBER,
+    float: _NUMBER,
+    type(None): _NULL,
+    list: _LIST,
 }
+# Inside a list answer, a nested list is one value: JSON text.
+_ITEM_CODES = {kind: code for kind, code in _CODES.items() if code != _LIST}
+_KIND_NAMES = ("string", "boolean", "number", "null", "json")
+_KIND_ARRAY = pa.array(_KIND_NAMES, type=pa.string())
+
+
+def _codes(values: list[Any], table: Mapping[type, int] = _CODES) -> list[int]:
+    # map() over the dict's own get runs in C: no Python frame per answer.
+    return list(map(table.get, map(type, values), repeat(_JSON, len(values))))
 
 
 def _expand_lists(
-    parent: list[int], names: list[str], values: list[Any], types: list[type]
-) -> tuple[list[int], list[str], list[Any], list[int], list[bool]]:
+    values: list[Any], codes: np.ndarray
+) -> tuple[np.ndarray, list[Any], np.ndarray, np.ndarray]:
     """One row per item of a list answer (an empty list gives none), position counted from 0.
 
-    The scalar runs between list answers are copied as slices, which keeps this cheap when
-    only a few answers are lists.
+    Returns, per row, the index of the answer it came from, its value, its position and whether
+    it came from a list. The scalar runs between list answers are copied as slices, which keeps
+    this cheap when only some answers are lists.
     """
-    out_parent: list[int] = []
-    out_names: list[str] = []
-    out_values: list[Any] = []
-    out_positions: list[int] = []
-    out_listed: list[bool] = []
+    lists = np.flatnonzero(codes == _LIST)
+    sizes = np.ones(len(values), dtype=np.int64)
+    sizes[lists] = [len(values[index]) for index in lists.tolist()]
+    flat: list[Any] = []
     done = 0
-    for index in [i for i, t in enumerate(types) if t is list]:
-        run = index - done
-        out_parent += parent[done:index]
-        out_names += names[done:index]
-        out_values += values[done:index]
-        out_positions += [0] * run
-        out_listed += [False] * run
-        items: list[Any] = values[index]
-        count = len(items)
-        out_parent += [parent[index]] * count
-        out_names += [names[index]] * count
-        out_values += items
-        out_positions += range(count)
-        out_listed += [True] * count
+    for index in lists.tolist():
+        flat += values[done:index]
+        flat += values[index]
         done = index + 1
-    run = len(values) - done
-    out_parent += parent[done:]
-    out_names += names[done:]
-    out_values += values[done:]
-    out_positions += [0] * run
-    out_listed += [False] * run
-    return out_parent, out_names, out_values, out_positions, out_listed
+    flat += values[done:]
+    source = np.repeat(np.arange(len(values)), sizes)
+    starts = np.cumsum(sizes) - sizes
+    positions = np.arange(len(flat)) - np.repeat(starts, sizes)
+    listed = np.repeat(codes == _LIST, sizes)
+    return source, flat, positions, listed
 
 
-def _numbers(values: list[Any], types: list[type]) -> pa.Array:
-    numbers = [v if t is int or t is float else None for v, t in zip(values, types, strict=True)]
+def _numbers(values: np.ndarray, mask: np.ndarray) -> pa.Array:
     try:
-        return pa.array(numbers, type=pa.float64())
-    except (OverflowError, pa.ArrowInvalid):
+        return pa.array(values, mask=mask, type=pa.float64())
+    except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
         # Integers beyond 64 bits: convert one by one (a float keeps their magnitude).
-        return pa.array([None if v is None else float(v) for v in numbers], type=pa.float64())
+        floats = [None if masked else float(v) for v, masked in zip(values, mask, strict=True)]
+        return pa.array(floats, type=pa.float64())
 
 
 def answers_table(subs: Iterable[Submission]) -> pa.Table:
@@ -243,46 +252,51 @@ def answers_table(subs: Iterable[Submission]) -> pa.Table:
 def _answers(
     rows: Sequence[Submission], ids: pa.Array, bot_ids: pa.Array, updated: pa.Array
 ) -> tuple[pa.Table, frozenset[tuple[str, str]]]:
-    parent = [index for index, sub in enumerate(rows) for _ in sub.data]
-    names: list[str] = [name for sub in rows for name in sub.data]
-    values: list[Any] = [value for sub in rows for value in sub.data.values()]
-    types = list(map(type, values))
+    """The answers of ``rows``: Python only flattens the dicts and looks up each value's type;
+    the columns are cut from one object array by masks, in Arrow's C++ (no loop per answer)."""
+    datas = [sub.data for sub in rows]
+    counts = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
+    parent = np.repeat(np.arange(len(datas), dtype=np.int32), counts)
+    names = pa.array([name for data in datas for name in data], type=pa.string())
+    values: list[Any] = [value for data in datas for value in data.values()]
+    codes = np.array(_codes(values), dtype=np.int8)
     positions: pa.Array
     listed: pa.Array
-    if list in types:
-        parent, names, values, position_list, list_flags = _expand_lists(
-            parent, names, values, types
-        )
-        types = list(map(type, values))
-        positions = pa.array(position_list, type=pa.int32())
-        listed = pa.array(list_flags, type=pa.bool_())
+    if (codes == _LIST).any():
+        source, values, position_array, listed_array = _expand_lists(values, codes)
+        parent = parent[source]
+        names = names.take(pa.array(source))
+        codes = np.array(_codes(values, _ITEM_CODES), dtype=np.int8)
+        positions = pa.array(position_array, type=pa.int32())
+        listed = pa.array(listed_array, type=pa.bool_())
     else:
         positions = pa.repeat(pa.scalar(0, pa.int32()), len(values))
         listed = pa.repeat(pa.scalar(False), len(values))
-    # map() over the dict's own get runs in C: no Python frame per answer.
-    kinds: list[str] = [kind or "json" for kind in map(_KINDS.get, types)]
-    texts = [v if t is str else None for v, t in zip(values, types, strict=True)]
-    if "json" in kinds:
-        texts = [
-            json.dumps(v, ensure_ascii=False, default=str) if k == "json" else text
-            for v, k, text in zip(values, kinds, texts, strict=True)
-        ]
-    booleans = [v if t is bool else None for v, t in zip(values, types, strict=True)]
+    for index in np.flatnonzero(codes == _JSON).tolist():
+        values[index] = json.dumps(values[index], ensure_ascii=False, default=str)
+    objects = np.fromiter(values, dtype=object, count=len(values))
+    code_array = codes
+    texts = (code_array != _STRING) & (code_array != _JSON)
     take = pa.array(parent, type=pa.int32())
+    kinds = pa.array(code_array, type=pa.int8())
     columns = [
         ids.take(take),
         bot_ids.take(take),
-        pa.array(names, type=pa.string()),
+        names,
         positions,
         listed,
-        pa.array(kinds, type=pa.string()),
-        pa.array(texts, type=pa.string()),
-        _numbers(values, types),
-        pa.array(booleans, type=pa.bool_()),
+        _KIND_ARRAY.take(kinds),
+        pa.array(objects, mask=texts, type=pa.string()),
+        _numbers(objects, code_array != _NUMBER),
+        pa.array(objects, mask=code_array != _BOOLEAN, type=pa.bool_()),
         updated.take(take),
     ]
     table = pa.Table.from_arrays(columns, schema=SUBMISSION_ANSWERS)
-    return table, frozenset(zip(names, kinds, strict=True))
+    # The distinct (name, kind) pairs: a name's dictionary index and its kind code as one key.
+    encoded = names.dictionary_encode()
+    keys = np.unique(encoded.indices.to_numpy().astype(np.int64) * 8 + code_array)
+    dictionary = encoded.dictionary.to_pylist()
+    return table, frozenset((dictionary[key >> 3], _KIND_NAMES[key & 7]) for key in keys.tolist())
 
 
 def webhooks_table(hooks: Iterable[Webhook], synced_at: str) -> pa.Table:

@@ -10,25 +10,14 @@ LAKE_FILES_KEY = "lake_files_written"
 
 
 @dataclass(frozen=True)
-class SchemaDrift:
-    """How a bot's schema changed since the last stored version (field names only)."""
-
-    intake_bot_id: str
-    new_fields: tuple[str, ...]
-    removed_fields: tuple[str, ...]
-    changed_types: tuple[str, ...]
-
-
-@dataclass(frozen=True)
 class BotsReport:
     bots: tuple[IntakeBot, ...]  # listing records, replaced by the detail when it was fetched
     bots_new: int
     bots_changed: int
     details_fetched: int
     detail_errors: tuple[str, ...]  # "bot id: error" (ids and request ids only)
-    schema_drift: tuple[SchemaDrift, ...]
     rows_written: int
-    files_written: int  # lake files: the bots file and one schema file per fetched detail
+    files_written: int  # lake files: the changed bots and the fetched schemas, one file each
     requests: int
     throttled: int
     seconds_waited: float
@@ -43,7 +32,6 @@ class BotsReport:
             "bots_changed": self.bots_changed,
             "details_fetched": self.details_fetched,
             "detail_errors": len(self.detail_errors),
-            "schema_drift_bots": len(self.schema_drift),
             "dagster/row_count": self.rows_written,
             "requests": self.requests,
             "throttled_429": self.throttled,

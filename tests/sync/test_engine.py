@@ -153,10 +153,10 @@ def test_a_wait_ceiling_stops_cleanly_and_the_next_run_resumes(tmp_path):
     assert second.total("rows_new") == box.submission_total() - len(kept)
 
 
-def test_schema_drift_is_kept_and_reported_by_name_only(tmp_path):
+def test_a_schema_change_is_stored_as_a_new_version_and_answers_by_name_only(tmp_path):
     box = sandbox(bots=2)
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    first_bots, _ = work.sync(make_client(box))
     target = box.bot_ids()[0]
     box.clock.advance(60)
     box.add_field(target, {"name": "loyalty_tier", "type": "select", "options": ["a", "b"]})
@@ -166,8 +166,13 @@ def test_schema_drift_is_kept_and_reported_by_name_only(tmp_path):
 
     bots, subs = work.sync(make_client(box), full_refresh={target})
 
-    drift = {d.intake_bot_id: d for d in bots.schema_drift}
-    assert drift[target].new_fields == ("loyalty_tier",)
+    # One schema file a run, holding the fetched details only: the changed bot's new version.
+    assert first_bots.files_written == 2 and bots.details_fetched == 1
+    files = sorted((tmp_path / "parquet" / "intake_bot_fields").glob("*.parquet"))
+    assert len(files) == 2
+    newest = pq.read_table(files[-1]).to_pylist()
+    assert {row["intake_bot_id"] for row in newest} == {target}
+    assert "loyalty_tier" in [row["name"] for row in newest]
     report = next(b for b in subs.bots if b.intake_bot_id == target)
     assert "unlisted_answer" in report.unknown_answer_fields
     assert "secret-value-123" not in repr(subs) + repr(bots) + str(subs.metadata())
