@@ -173,11 +173,17 @@ def unchanged_workspace_requests(bots: int = BOTS) -> dict[str, Any]:
     }
 
 
+# The two shapes of a workspace: many small bots (per-bot costs dominate) and a few deep ones.
+SHAPES = {"wide": BOTS, "deep": 20}
+
+
 def run(sizes: Sequence[int] = (100_000, 1_000_000)) -> dict[str, Any]:
     results: dict[str, Any] = {"full_sync": {}, "concurrency": CONCURRENCY}
     for total in sizes:
-        results["full_sync"][str(total)] = figures = full_sync(total)
-        print(f"full sync {total:,}: {json.dumps(figures)}", flush=True)
+        for shape, bots in SHAPES.items():
+            key = f"{total}-{shape}"
+            results["full_sync"][key] = figures = full_sync(total, bots)
+            print(f"full sync {total:,} {shape} ({bots} bots): {json.dumps(figures)}", flush=True)
     results["unchanged"] = unchanged = unchanged_workspace_requests()
     print(f"unchanged {BOTS}-bot workspace: {json.dumps(unchanged)}", flush=True)
     return results

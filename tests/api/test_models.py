@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from iozen_etl.api.client import decode_json
 from iozen_etl.api.models import WireFormatError, _any_submission, listed_submission_parser
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
@@ -86,3 +88,25 @@ def test_a_documented_item_is_read_whole() -> None:
 def test_a_missing_required_key_names_the_key(key: str) -> None:
     with pytest.raises(WireFormatError, match=key):
         listed_submission_parser("bot1")(documented_item(**{key: None}))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.recursive(
+        JSON_SCALARS | st.floats() | st.integers(min_value=-(10**40), max_value=10**40),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=6,
+    )
+)
+def test_the_body_decoder_reads_what_the_standard_library_reads(value: Any) -> None:
+    # NaN, infinities, integers past 64 bits and lone surrogates included: what msgspec refuses
+    # goes the standard library's way, so no answer reads differently.
+    text = json.dumps({"success": True, "data": value}).encode()
+    decoded = decode_json(text)
+    assert json.dumps(decoded, sort_keys=True) == json.dumps(json.loads(text), sort_keys=True)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"not json", b"\xff\xfe", b'{"data": NaN'])
+def test_the_body_decoder_refuses_what_is_not_json_with_a_value_error(body: bytes) -> None:
+    with pytest.raises(ValueError):
+        decode_json(body)

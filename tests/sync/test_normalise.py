@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from iozen_etl.api.models import IntakeBot, SchemaItem, Submission, Webhook
 from iozen_etl.sync import normalise
@@ -201,3 +202,53 @@ def test_conforms_to_schema_for_arbitrary_json_answers():
     table = normalise.answers_table(subs)
     assert table.num_rows == 11
     assert table.column("value_kind").type == pa.string()
+
+
+# Any JSON value an answer can hold, nested lists and objects included.
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+ANSWERS = st.lists(st.dictionaries(st.text(max_size=4), JSON_VALUES, max_size=5), max_size=6)
+
+
+def _expected_rows(subs: list[Submission]) -> list[tuple[Any, ...]]:
+    """The answers rows written the plain way, one answer at a time: the oracle."""
+    kinds = {str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+    rows = []
+    for s in subs:
+        for name, value in s.data.items():
+            items = list(enumerate(value)) if type(value) is list else [(0, value)]
+            for position, one in items:
+                kind = kinds.get(type(one), "json")
+                text = one if kind == "string" else None
+                if kind == "json":
+                    text = json.dumps(one, ensure_ascii=False, default=str)
+                number = float(one) if kind == "number" else None
+                boolean = one if kind == "boolean" else None
+                listed = type(value) is list
+                rows.append((s.id, name, position, listed, kind, text, number, boolean))
+    return rows
+
+
+@settings(max_examples=150, deadline=None)
+@given(ANSWERS)
+def test_answers_match_a_row_by_row_reading_for_any_json(datas: list[dict[str, Any]]) -> None:
+    subs = [sub(f"s{i}", data) for i, data in enumerate(datas)]
+    tables = normalise.page_tables(subs, SYNCED)
+    columns = ["submission_id", "field_name", "position", "is_list", "value_kind"]
+    columns += ["text_value", "number_value", "boolean_value"]
+    got = [tuple(r[c] for c in columns) for r in tables.answers.to_pylist()]
+    expected = _expected_rows(subs)
+    assert got == expected
+    assert tables.answer_kinds == frozenset((row[1], row[4]) for row in expected)
+    # The whole answers object is kept as JSON text that reads back as what was sent.
+    stored = tables.submissions.column("data").to_pylist()
+    assert [json.loads(text) for text in stored] == [s.data for s in subs]
