@@ -37,6 +37,7 @@ ui: $(STAMP)
 
 ## make bench: speed, memory and rate-budget figures against a baseline measured in the same run
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'  # dlt and matplotlib, for compare
 	$(BIN)/python -m bench
 
 clean:

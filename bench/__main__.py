@@ -3,7 +3,9 @@
 Each area's module exposes ``run() -> dict`` and prints its own lines; baselines (a bare httpx
 loop over the same pages) are measured inside the same run, so the ratios compare like with like.
 ``python -m bench sandbox client`` runs a subset; ``--sizes 100000`` limits the full-sync
-benchmarks (sync, pipeline) to those workspace sizes (default: 100,000 and 1,000,000).
+benchmarks (sync, pipeline, compare) to those workspace sizes (default: 100,000 and 1,000,000);
+``--quick`` runs the short form of the areas that have one (compare: under three minutes).
+``compare`` needs the bench extra (dlt, matplotlib: ``pip install -e '.[dev,bench]'``).
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ import sys
 import time
 from pathlib import Path
 
-AREAS = ["sandbox", "client", "sync", "warehouse", "replay", "pipeline", "changes"]
+AREAS = [
+    *("sandbox", "client", "sync", "profile", "warehouse", "replay", "pipeline", "changes"),
+    "compare",
+]
 
 
-SIZED = {"sync", "pipeline"}
+SIZED = {"sync", "pipeline", "compare"}
+QUICK = {"compare"}
 
 
 def main(argv: list[str]) -> int:
     sizes: list[int] | None = None
+    quick = "--quick" in argv
+    argv = [arg for arg in argv if arg != "--quick"]
     if "--sizes" in argv:
         at = argv.index("--sizes")
         sizes = [int(size) for size in argv[at + 1].split(",")]
@@ -42,7 +50,12 @@ def main(argv: list[str]) -> int:
         print(f"\n=== {area} ===", flush=True)
         module = importlib.import_module(f"bench.{area}")
         started = time.perf_counter()
-        results[area] = module.run(sizes) if sizes and area in SIZED else module.run()
+        options: dict[str, object] = {}
+        if sizes and area in SIZED:
+            options["sizes"] = sizes
+        if quick and area in QUICK:
+            options["quick"] = True
+        results[area] = module.run(**options)
         print(f"({area}: {time.perf_counter() - started:.1f} s)", flush=True)
         # After every area: a later area's failure does not lose the figures already measured.
         out.write_text(json.dumps(results, indent=2, default=str))
