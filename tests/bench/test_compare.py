@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.compare import format_table, headline
+from bench.compare import format_events_table, format_table, headline
 
 DEEP = "full sync, deep 100,000 (20 bots x 5,000)"
 LIMITED = "rate-limited 50,000"
@@ -72,3 +72,22 @@ def test_a_scenario_without_baselines_has_no_ratios_and_an_inexact_row_stands_ou
 def test_headline_is_iozen_over_dlt_best_on_the_deep_full_syncs() -> None:
     assert headline(FIGURES) == {"deep 100,000": 2.0}
     assert headline({"scenarios": []}) == {}
+
+
+def test_the_events_table_takes_dagsters_per_bot_events_off_iozens_full_syncs() -> None:
+    figures = {
+        "scenarios": [
+            {
+                **FIGURES["scenarios"][0],
+                "tools": {
+                    **FIGURES["scenarios"][0]["tools"],
+                    "iozen-etl": row(
+                        20.0, 449.6, 1021, partition_events=20, partition_events_s=4.0
+                    ),
+                },
+            },
+            FIGURES["scenarios"][1],  # not a full sync: no row
+        ]
+    }
+    lines = format_events_table(figures).splitlines()
+    assert lines[2:] == [f"| {DEEP} | 20.00 | 20 | 4.00 | 16.00 | 1.60 |"]
