@@ -23,7 +23,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import duckdb
 import httpx
 
@@ -84,27 +83,19 @@ class Workspace:
 
     def sync(self, startup_s: float) -> dict[str, Any]:
         """One ``iozen-etl sync`` in a child process, and what it cost."""
-        with dg.DagsterInstance.from_config(str(self.home)) as instance:
-            runs_before = {run.run_id for run in instance.get_runs()}
+        runs_before = support.run_ids(self.home)
         requests_before = self.requests()
         measured = timed_cli_sync(self.base_url, self.api_key, self.data_dir, self.home)
         requests = self.requests() - requests_before
-        with dg.DagsterInstance.from_config(str(self.home)) as instance:
-            runs = [run for run in instance.get_runs() if run.run_id not in runs_before]
-            logs = [event for run in runs for event in instance.all_logs(run.run_id)]
+        runs, logs = support.new_runs_logs(self.home, runs_before)
         engine_s = load_s = 0.0
         materialized = 0
         for entry in logs:
-            event = entry.dagster_event
-            if event is None or not (event.is_step_materialization or event.is_asset_observation):
+            record = support.asset_record(entry)
+            if record is None:
                 continue
-            record = (
-                event.step_materialization_data.materialization
-                if event.is_step_materialization
-                else event.asset_observation_data.asset_observation
-            )
             if record.partition is not None:
-                materialized += event.is_step_materialization
+                materialized += entry.dagster_event.is_step_materialization
                 continue
             facts = {key: value.value for key, value in record.metadata.items()}
             elapsed = facts.get("elapsed_s", facts.get("run/elapsed_s"))
@@ -118,7 +109,7 @@ class Workspace:
             "engine_s": round(engine_s, 2),
             "load_s": round(load_s, 2),
             "dagster_s": round(max(0.0, wall - startup_s - engine_s - load_s), 2),
-            "runs": len(runs),
+            "runs": runs,
             "events": len(logs),
             "bot_partitions_materialized": materialized,
             "requests": requests,

@@ -153,7 +153,7 @@ def iozen_sync(base_url: str, api_key: str, work: Path, count_429: bool = False)
     if not home.exists():
         work.mkdir(parents=True, exist_ok=True)
         support.new_dagster_home(work)
-    runs_before = _run_ids(home)
+    runs_before = support.run_ids(home)
     figures = timed_cli_sync(base_url, api_key, work / "data", home)
     if count_429:
         figures["http_429"] = iozen_throttled(home, runs_before)
@@ -165,60 +165,29 @@ def partition_events(home: Path, runs_before: set[str]) -> dict[str, Any]:
     """Dagster's per-bot events of the runs after ``runs_before``: how many, and the seconds
     from the first to the last (they are written one after another once the engine is done;
     on SQLite each is its own write)."""
-    import dagster as dg
-
-    stamps: list[float] = []
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = [run for run in instance.get_runs() if run.run_id not in runs_before]
-        for entry in (entry for run in runs for entry in instance.all_logs(run.run_id)):
-            event = entry.dagster_event
-            if event is None or not (event.is_step_materialization or event.is_asset_observation):
-                continue
-            record = (
-                event.step_materialization_data.materialization
-                if event.is_step_materialization
-                else event.asset_observation_data.asset_observation
-            )
-            if record.partition is not None:
-                stamps.append(entry.timestamp)
+    stamps = [
+        entry.timestamp
+        for entry in support.new_runs_logs(home, runs_before)[1]
+        if getattr(support.asset_record(entry), "partition", None) is not None
+    ]
     span = max(stamps) - min(stamps) if len(stamps) > 1 else 0.0
     # The first event's own write is not in the span: add the mean gap once.
     per_event = span / (len(stamps) - 1) if len(stamps) > 1 else 0.0
     return {"partition_events": len(stamps), "partition_events_s": round(span + per_event, 2)}
 
 
-def _run_ids(home: Path) -> set[str]:
-    import dagster as dg
-
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        return {run.run_id for run in instance.get_runs()}
-
-
 def iozen_throttled(home: Path, runs_before: set[str]) -> int:
     """429 answers iozen-etl met in the runs after ``runs_before``, from the metadata its steps
     record (``throttled_429`` on the bots' and the submissions' run-level records)."""
-    import dagster as dg
-
     total = 0
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        runs = [run for run in instance.get_runs() if run.run_id not in runs_before]
-        for entry in (entry for run in runs for entry in instance.all_logs(run.run_id)):
-            event = entry.dagster_event
-            record: dg.AssetMaterialization | dg.AssetObservation
-            if event is None:
-                continue
-            if event.is_step_materialization:
-                record = event.step_materialization_data.materialization
-            elif event.is_asset_observation:
-                record = event.asset_observation_data.asset_observation
-            else:
-                continue
-            if record.partition is None:
-                total += sum(
-                    value.value
-                    for key, value in record.metadata.items()
-                    if key.endswith("throttled_429") and isinstance(value.value, int)
-                )
+    for entry in support.new_runs_logs(home, runs_before)[1]:
+        record = support.asset_record(entry)
+        if record is not None and record.partition is None:
+            total += sum(
+                value.value
+                for key, value in record.metadata.items()
+                if key.endswith("throttled_429") and isinstance(value.value, int)
+            )
     return total
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,3 +92,33 @@ def measured_run(command: Sequence[str], env: Mapping[str, str]) -> Measured:
         return next(line for line in lines if line.startswith(name + "=")).split("=")[1]
 
     return Measured(wall, int(figure("PEAK_RSS_KB")) / 1024, float(figure("CPU_S")), lines)
+
+
+def run_ids(home: Path) -> set[str]:
+    """The ids of every run a Dagster instance holds."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        return {run.run_id for run in instance.get_runs()}
+
+
+def new_runs_logs(home: Path, runs_before: set[str]) -> tuple[int, list[Any]]:
+    """How many runs the instance at ``home`` holds beyond ``runs_before``, and their log
+    entries."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        runs = [run for run in instance.get_runs() if run.run_id not in runs_before]
+        return len(runs), [entry for run in runs for entry in instance.all_logs(run.run_id)]
+
+
+def asset_record(entry: Any) -> Any | None:
+    """The asset materialization or observation a log entry holds, else None."""
+    event = entry.dagster_event
+    if event is None:
+        return None
+    if event.is_step_materialization:
+        return event.step_materialization_data.materialization
+    if event.is_asset_observation:
+        return event.asset_observation_data.asset_observation
+    return None
