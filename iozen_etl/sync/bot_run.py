@@ -1,6 +1,8 @@
 """One bot's run: its tally, and the checks on what it read (IN_PROGRESS rows read again, answer
 kinds against the bot's schema)."""
 
+from __future__ import annotations
+
 import hashlib
 import json
 from collections.abc import Collection, Mapping, Sequence

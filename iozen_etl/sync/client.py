@@ -1,5 +1,7 @@
 """The part of the API client the sync engine uses, and the request counts its reports take."""
 
+from __future__ import annotations
+
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 

@@ -1,6 +1,8 @@
 """What each sync step did, as plain records: counts, ids, field names and resume points, never
 answer values. The pipeline turns them into Dagster metadata."""
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 from iozen_etl.api.models import IntakeBot

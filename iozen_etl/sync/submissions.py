@@ -1,4 +1,4 @@
-"""The sync engine (no Dagster): bots, then submissions per bot, into the lake, resumable.
+"""The submissions engine (no Dagster): each bot's submissions into the lake, resumable.
 
 Order of every batch of up to ``PAGES_PER_FILE`` consecutive pages of a bot: fetch each ->
 normalise them together -> write their two Parquet files (atomic, and durable together:
@@ -10,16 +10,19 @@ rewrites, under the same file names, whatever it had written after it; SQLite's
 point back to an earlier durable one. A stream that ends, fails or is stopped first writes the
 pages it has read.
 
-Per bot, a run does the least that keeps the lake right (DECISIONS.md #5-#7):
+Per bot, a run does the least that keeps the lake right (the README's decisions, "Sync"):
 - nothing at all when the bot's ``submission_count`` and ``updated_at`` are what the last finished
   scan saw, and it holds no ``IN_PROGRESS`` submissions (only the refresh below when it does);
-- otherwise the live stream from its resume point to the end, then a bounded refresh of the
-  submissions stored as ``IN_PROGRESS`` (one GET each, least recently checked first);
+- otherwise the live stream from its resume point to the end; the ``IN_PROGRESS`` rows are read
+  again in pages or one GET each, as ``refresh.plan_refreshes`` chose;
 - a rescan from the start (separate resume point, new file generation) for a full refresh, after
   a page out of order, and while one is unfinished; the live resume point only moves forward, to
   where the rescan ended;
 - a rejected resume point: the last committed batch is read again from the cursor it started
   at, and if that is rejected too, the live stream itself starts over.
+
+One class holds the scan, its fallbacks and the IN_PROGRESS re-reads because they share one
+bot's resume-point bookkeeping; which is why this module runs past 400 lines.
 
 Reports carry counts, ids, field names and resume points, never answer values.
 """

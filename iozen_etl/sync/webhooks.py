@@ -1,5 +1,7 @@
 """The webhook endpoints: one snapshot of the list, written when it changed."""
 
+from __future__ import annotations
+
 import hashlib
 import time
 from collections.abc import Callable, Sequence

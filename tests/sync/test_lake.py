@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 import pytest
@@ -90,3 +92,20 @@ def test_write_many_checks_every_file_before_writing_any(tmp_path):
     )
     assert [pq.read_table(path).num_rows for path in paths] == [1, 1]
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["a.parquet"] * 2
+
+
+def test_the_package_puts_arrow_on_the_system_allocator_unless_told_otherwise() -> None:
+    probe = "import iozen_etl, pyarrow as pa; print(pa.default_memory_pool().backend_name)"
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    chosen = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert chosen.stdout.strip() == "system"
+    kept = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "ARROW_DEFAULT_MEMORY_POOL": "mimalloc"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert kept.stdout.strip() == "mimalloc"  # a choice already in the environment wins
