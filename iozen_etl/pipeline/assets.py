@@ -8,9 +8,7 @@ warehouse load, and report facts as metadata. Counts only: answer values never r
 # annotations at definition time and needs real types, not strings.
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
-from multiprocessing import get_context
 from typing import Any
 
 import dagster as dg
@@ -38,6 +36,7 @@ from iozen_etl.pipeline.reporting import (
     run_metadata,
     run_observation,
 )
+from iozen_etl.pipeline.warehouse_process import run_in_child
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.settings import in_progress_refresh_limit_from_env
 from iozen_etl.sync.bots import sync_bots
@@ -206,9 +205,5 @@ def submissions(
 )
 def warehouse(data_dir: DataDirResource) -> dg.MaterializeResult[Any]:
     """New Parquet files merged newest-wins into DuckDB, views applied, snapshot published."""
-    # In a child process: the sync before it in this run leaves its memory in allocator pools
-    # that are not handed back, and the load's DuckDB buffers would come on top (a 1M-submission
-    # run peaked at 1.3 GB in one process, ~540 MB with the load apart).
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as child:
-        report = child.submit(load_warehouse, data_dir.paths).result()
+    report = run_in_child(load_warehouse, data_dir.paths)
     return dg.MaterializeResult(metadata=load_metadata(report))

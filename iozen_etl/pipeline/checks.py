@@ -4,13 +4,12 @@
 # annotations at definition time and needs real types, not strings.
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
-from multiprocessing import get_context
 
 import dagster as dg
 
 from iozen_etl.pipeline.assets import warehouse
+from iozen_etl.pipeline.warehouse_process import run_in_child
 from iozen_etl.resources import DataDirResource
 from iozen_etl.warehouse.checks import ERROR, check_published
 
@@ -40,11 +39,9 @@ def warehouse_checks(data_dir: DataDirResource) -> Iterator[dg.AssetCheckResult]
     max_age = timedelta(
         minutes=float(os.environ.get(MAX_SYNC_AGE_ENV, DEFAULT_MAX_SYNC_AGE_MINUTES))
     )
-    # In a child process, like the load: the run's process keeps what DuckDB allocated.
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as child:
-        results = child.submit(
-            check_published, data_dir.paths, max_sync_age=max_age, now=datetime.now(UTC)
-        ).result()
+    results = run_in_child(
+        check_published, data_dir.paths, max_sync_age=max_age, now=datetime.now(UTC)
+    )
     for result in results:
         yield dg.AssetCheckResult(
             asset_key=warehouse.key,
