@@ -763,7 +763,7 @@ Every sandbox has the same seed, so every tool reads the same data.
   429) / (wall time / window × limit): the share of the allowance the tool used over its run,
   start-up and load included. The window is not scaled down to save time (as the client's
   rate-budget bench does, 100 per 12 s): `iozen-etl sync` paces itself to ioZen's 60 s window
-  (the README's decisions) and has no setting for another, so it would spend a fifth of a scaled
+  (docs/decisions.md #9) and has no setting for another, so it would spend a fifth of a scaled
   budget, which says nothing about the real API. *429s*: refused requests, counted by dlt's
   HTTP adapter and the bare loop, and read from iozen-etl's run metadata.
 - **incremental**: per tool a fresh sandbox, a first sync, then 1 % of the submissions added

@@ -1,4 +1,4 @@
-"""End to end against servers that take "the other side" of every open question in DECISIONS.md.
+"""End to end against servers that take "the other side" of every open question (docs/decisions.md).
 
 Each variant: seed a sandbox, sync + load, move the world (new submissions, IN_PROGRESS ones
 completed and edited, a new bot, an added field, a webhook deleted), sync + load incrementally,
@@ -165,7 +165,7 @@ def test_first_and_incremental_sync_equal_the_truth(variant: Variant, tmp_path: 
         if variant.config.get("cursor_mode", "id") == "id":
             assert second.submissions.total("rows_new") == moved["new_submissions"]
         else:
-            # DECISIONS #6: a resume point that is the last item's id is no cursor here; the
+            # docs/decisions.md #6: a resume point that is the last item's id is no cursor here; the
             # last page is read again from the cursor it began at (at most one page per bot).
             # Or, where IN_PROGRESS rows sit in that page, from its start for them as well.
             again = second.submissions.total("rows_new") + second.submissions.total("rows_reread")
@@ -284,9 +284,9 @@ def test_key_without_the_webhook_scope_skips_webhooks(tmp_path: Path) -> None:
 
 
 def test_an_edit_to_a_completed_submission_needs_a_full_refresh(tmp_path: Path) -> None:
-    """DECISIONS #7: an edit to a COMPLETED submission moves neither the bot's count nor (here)
-    its updated_at, and no webhook is listened to, so an incremental run cannot see it. The
-    documented remedy is a full-refresh backfill, which must then catch it."""
+    """docs/decisions.md #7: an edit to a COMPLETED submission moves neither the bot's count
+    nor (here) its updated_at, and no webhook is listened to, so an incremental run cannot see
+    it. The documented remedy is a full-refresh backfill, which must then catch it."""
     sandbox = make_sandbox()
     paths = DataPaths(tmp_path)
     client = sandbox_client(sandbox)

@@ -1,6 +1,6 @@
 """Typed records for the API's wire objects, and their lenient parsing from JSON dicts.
 
-Parsing follows DECISIONS.md: unknown keys are kept in ``extra``, unknown schema item kinds are
+Parsing follows docs/decisions.md: unknown keys are kept in ``extra``, unknown schema item kinds are
 skipped, both intake-bot detail shapes are read, enums stay free strings. Only a missing ``id``,
 ``created_at`` or ``updated_at`` (without which a record cannot be stored or ordered) or a value
 of the wrong JSON type raises ``WireFormatError``, which the client reports as a malformed

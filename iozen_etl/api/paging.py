@@ -1,7 +1,7 @@
 """Cursor pagination, written once: a Page from one answer, and the walk from a resume point.
 
 The stop rule (``has_more`` false or ``next_cursor`` null), the resume point reported after each
-page, and the order check of DECISIONS.md #5 and #6 live here and nowhere else. Cursors are
+page, and the order check of docs/decisions.md #5 and #6 live here and nowhere else. Cursors are
 opaque: nothing here assumes a cursor is an item id.
 """
 
@@ -34,7 +34,7 @@ def order_key(item: Ordered) -> tuple[float, str] | None:
     """(created_at as epoch seconds, id); None when created_at is not an ISO-8601 time.
 
     Parsed rather than compared as strings, because ``...00Z`` and ``...00.500Z`` (with and
-    without milliseconds, DECISIONS.md #24) do not sort correctly as text.
+    without milliseconds, docs/decisions.md #24) do not sort correctly as text.
     """
     try:
         return datetime.fromisoformat(item.created_at).timestamp(), item.id
@@ -126,7 +126,7 @@ def iter_pages(
 
     ``fetch`` reads one answer off the wire and ``build`` turns it into a Page, given the previous
     page's last item, so that ``in_order`` covers the seam between pages too and a caller can fall
-    back to a full scan of the stream (DECISIONS.md #5).
+    back to a full scan of the stream (docs/decisions.md #5).
     """
     cursor = resume_point
     previous: ItemT | None = None

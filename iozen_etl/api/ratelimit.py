@@ -1,6 +1,6 @@
 """A rate budget per API key, shared by every request of a process, paced before the server refuses.
 
-The server counts accepted requests in a sliding window (60 s, per key; DECISIONS.md #9) and
+The server counts accepted requests in a sliding window (60 s, per key; docs/decisions.md #9) and
 reports ``X-RateLimit-Limit``, ``-Remaining`` and ``-Reset`` (Unix ms when the oldest counted
 request leaves the window) on every response. The budget keeps two views and a request waits
 until both allow it:

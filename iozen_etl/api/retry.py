@@ -5,7 +5,7 @@ decide every number. Two kinds of wait:
 
 - **429 rate_limit_exceeded**: the first of body ``details.retry_after`` (s), the ``Retry-After``
   header (s or HTTP date), ``X-RateLimit-Reset`` (Unix ms), or the policy's own backoff
-  (DECISIONS.md #9); never below ``rate_limit_floor`` so ``Retry-After: 0`` cannot spin, plus a
+  (docs/decisions.md #9); never below ``rate_limit_floor`` so ``Retry-After: 0`` cannot spin, plus a
   little jitter so concurrent streams do not retry in lockstep.
 - **5xx, timeouts, dropped connections, malformed bodies**: capped exponential backoff with full
   jitter (uniform between 0 and ``min(max_delay, base_delay * 2**retry)``).

@@ -105,7 +105,7 @@ def webhooks(
 
 # BackfillPolicy is beta in Dagster 1.13 and says so on every import of the definitions;
 # iozen-etl relies on it (one run per stretch of bots) with Dagster pinned, so the warning
-# tells a user nothing (README, Decisions).
+# tells a user nothing (docs/decisions.md, part 2).
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", category=dg.BetaWarning)
     _per_bot_asset = dg.asset(

@@ -78,8 +78,8 @@ ROUTES: tuple[tuple[str, tuple[str | None, ...], str, str], ...] = (
     ("GET", ("webhooks", None), "webhook", "manage:webhooks"),
     ("DELETE", ("webhooks", None), "delete_webhook", "manage:webhooks"),
 )
-# DECISIONS 24 variant: the same instants without milliseconds (key-anchored, so answers that
-# merely look like times are left alone).
+# docs/decisions.md #24, its variant: the same instants without milliseconds (key-anchored,
+# so answers that merely look like times are left alone).
 _MS_STAMP = re.compile(
     rb'("(?:created_at|updated_at|last_delivery_at)":")'
     rb'(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3}Z"'

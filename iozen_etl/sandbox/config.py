@@ -1,4 +1,5 @@
-"""How a sandbox behaves: its seed, size, plan, limits, the DECISIONS.md variants and its faults.
+"""How a sandbox behaves: its seed, size, plan, limits, faults and the variants of the API's
+open questions (decisions #1-#24 of docs/decisions.md, cited below by number).
 
 Fault SPEC grammar (``--faults``), items separated by commas::
 
@@ -131,7 +132,7 @@ def _format_rule(rule: FaultRule) -> str:
 
 @dataclass
 class SandboxConfig:
-    """Everything that makes one sandbox differ from another; the defaults follow DECISIONS.md."""
+    """Everything that makes one sandbox differ from another; defaults per docs/decisions.md."""
 
     seed: int = 0
     bots: int = 20
@@ -143,20 +144,20 @@ class SandboxConfig:
     latency_ms: float = 0.0
     faults: FaultSpec | None = None
     submission_quota: int | None = None  # submissions created through the API, then 429
-    create_status: int = 200  # DECISIONS 1: 200, or 201
-    delete_status: int = 200  # DECISIONS 2: 200 with an envelope, or 204
-    schema_shape: str = "fields"  # DECISIONS 16: "fields" ({"fields": [...]}) or "legacy" (list)
+    create_status: int = 200  # decision #1: 200, or 201
+    delete_status: int = 200  # decision #2: 200 with an envelope, or 204
+    schema_shape: str = "fields"  # decision #16: "fields" ({"fields": [...]}) or "legacy" (list)
     bot_detail_wrapped: bool = True  # data.intake_bot, or the bot as data itself
     retry_after_in_body: bool = True  # 429 details.retry_after
     retry_after_header: bool = False  # 429 Retry-After header
     retry_after_zero: bool = False  # say 0 in both places (a client must not busy-loop)
     cursor_mode: str = "id"  # "id": next_cursor is the last item's id; "opaque": a token
-    # Opaque cursors older than this (sandbox clock) are refused with 400 (DECISIONS 6, open
+    # Opaque cursors older than this (sandbox clock) are refused with 400 (decision #6, open
     # question: whether cursors expire). Only with cursor_mode="opaque"; None: never expire.
     cursor_ttl_s: float | None = None
-    list_order: str = "asc"  # DECISIONS 5: "asc" by (created_at, id), or "desc" (newest first)
-    timestamp_precision: str = "ms"  # DECISIONS 24: "ms" (.000Z) or "s" (no milliseconds)
-    # DECISIONS 16 and additive API changes: unknown keys in bots, submissions, webhooks and
+    list_order: str = "asc"  # decision #5: "asc" by (created_at, id), or "desc" (newest first)
+    timestamp_precision: str = "ms"  # decision #24: "ms" (.000Z) or "s" (no milliseconds)
+    # decision #16 and additive API changes: unknown keys in bots, submissions, webhooks and
     # list envelopes, and a schema item of an unknown kind ("mystery") in every bot detail.
     unknown_extras: bool = False
     enforce_required: bool = True  # COMPLETED submissions must answer required fields
@@ -164,7 +165,7 @@ class SandboxConfig:
     bot_touch_on_submission: bool = False  # creating a submission also moves bot updated_at
     workspace_archived: bool = False  # every authenticated request gets 403 workspace_archived
     real_time: bool = False  # False: the clock stands still until advance(); True: wall time
-    webhook_signature: str = "body"  # "body" or "timestamp.body" (DECISIONS 20 and its variant)
+    webhook_signature: str = "body"  # "body" or "timestamp.body" (decision #20, and its variant)
     webhook_retry_base_s: float = 1.0  # exponential backoff: base * 2**(attempt-1)
     webhook_timeout_s: float = 10.0
     extra_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> scopes

@@ -76,7 +76,7 @@ def problem_body(problem: Problem) -> bytes:
 
 
 def new_request_id() -> str:
-    """``req_`` and 24 random hex characters (DECISIONS 22)."""
+    """``req_`` and 24 random hex characters (docs/decisions.md #22)."""
     return "req_" + secrets.token_hex(12)
 
 

@@ -1,4 +1,4 @@
-"""Outbound webhook events: signing (DECISIONS 20) and the delivery queue with backoff (21).
+"""Outbound webhook events: signing and the delivery queue, backing off (docs/decisions.md #20-21).
 
 Deliveries wait in a queue ordered by due time on the sandbox clock; ``Sandbox.deliver_due``
 sends the ones that are due, so tests drive retries by advancing the clock, never by sleeping.

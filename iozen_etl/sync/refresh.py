@@ -1,7 +1,7 @@
 """Which IN_PROGRESS submissions a run reads again, and how: in pages, or one GET each.
 
 A submission stored as ``IN_PROGRESS`` may be completed or edited later without its bot's count
-or ``updated_at`` moving, so each run reads such submissions again (README, Decisions, "Sync").
+or ``updated_at`` moving, so each run reads such submissions again (docs/decisions.md, "Sync").
 Two ways cost requests differently: re-reading the bot's pages from the first page start
 that holds one of them (one request per 100 submissions, all of them at once), or one GET per
 submission. Per bot the plan takes whichever costs fewer requests; a bot whose submissions

@@ -10,7 +10,7 @@ rewrites, under the same file names, whatever it had written after it; SQLite's
 point back to an earlier durable one. A stream that ends, fails or is stopped first writes the
 pages it has read.
 
-Per bot, a run does the least that keeps the lake right (the README's decisions, "Sync"):
+Per bot, a run does the least that keeps the lake right (docs/decisions.md, part 2, "Sync"):
 - nothing at all when the bot's ``submission_count`` and ``updated_at`` are what the last finished
   scan saw, and it holds no ``IN_PROGRESS`` submissions (only the refresh below when it does);
 - otherwise the live stream from its resume point to the end; the ``IN_PROGRESS`` rows are read
@@ -286,7 +286,7 @@ class _Engine:
     ) -> tuple[_Scan, _Start, int]:
         """Scan from ``start``; when the server rejects the resume point, read the last committed
         page again from where it began (its cursor was accepted once), and only if that is
-        rejected too, start the stream over under a new generation (DECISIONS.md #6).
+        rejected too, start the stream over under a new generation (docs/decisions.md #6).
 
         Returns the scan, where it really started, and the generation it wrote.
         """

@@ -17,7 +17,7 @@ import duckdb
 
 BASE_COLUMNS = ("submission_id", "status", "is_test", "created_at", "updated_at")
 
-# The API's field types (DECISIONS.md #17) by the column type of the wide view; anything else,
+# The API's field types (docs/decisions.md #17) by the column type of the wide view; anything else,
 # including types the API adds later, is text.
 _LIST_TYPES = frozenset({"multi_select", "file"})
 _NUMBER_TYPES = frozenset({"number"})

@@ -1,4 +1,4 @@
-"""Pagination: one generator, its stop rule, resume points and order check (DECISIONS #5, #6)."""
+"""Pagination: one generator, its stop rule, resume points, order check (docs/decisions.md #5-6)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_a_list_without_pagination_is_malformed() -> None:
 
 
 def test_order_compares_times_not_strings() -> None:
-    # "…00Z" sorts after "…00.500Z" as text, but is half a second earlier (DECISIONS #24).
+    # "…00Z" sorts after "…00.500Z" as text, but is half a second earlier (docs/decisions.md #24).
     early = parse_submission(
         submission(1, created_at="2026-02-01T00:00:00Z"), bot_id="b", detail=False
     )

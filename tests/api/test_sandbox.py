@@ -1,4 +1,4 @@
-"""The client on the in-process sandbox: ground truth, DECISIONS variants, faults, the budget."""
+"""The client on the in-process sandbox: ground truth, the API variants, faults, the budget."""
 
 from __future__ import annotations
 
@@ -142,7 +142,7 @@ def test_opaque_cursors_and_a_rejected_resume_point() -> None:
             :1
         ] == [pages[1].items[0].id]
         # At the end the resume point is the last id, which is no opaque cursor: the server
-        # rejects it and the caller rescans that stream (DECISIONS #6).
+        # rejects it and the caller rescans that stream (docs/decisions.md #6).
         with pytest.raises(ValidationFailed) as caught:
             list(client.iter_submission_pages(bot_id, pages[-1].resume_point))
         assert caught.value.is_cursor_error

@@ -70,7 +70,7 @@ def spec(type_: str, options: tuple[str, ...] = ()) -> FieldSpec:
         # text keeps the cell exactly, spaces included: they may be meant
         ("short_text", "  Jane  ", "  Jane  "),
         ("email", "jane@example.com", "jane@example.com"),
-        # an unknown type is kept as text (DECISIONS 17)
+        # an unknown type is kept as text (docs/decisions.md #17)
         ("signature", "x", "x"),
         ("number", "", None),
         ("boolean", "   ", None),

@@ -1,4 +1,4 @@
-"""The switches that serve "the other side" of DECISIONS.md's open questions.
+"""The switches that serve "the other side" of the open questions of docs/decisions.md.
 
 Newest-first lists (#5), cursors that expire (#6), timestamps without milliseconds (#24), unknown
 keys and schema item kinds (#16), and the 429 without any wait hint in body or header (#9).

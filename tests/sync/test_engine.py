@@ -99,7 +99,7 @@ def test_full_refresh_rescans_without_moving_the_live_point_backwards(tmp_path):
     with StateStore(work.paths.state_db) as state:
         live_before = state.get(SUBMISSIONS_STREAM, target)
     assert live_before is not None
-    # An edit to a COMPLETED submission is only caught by a full refresh (DECISIONS #7).
+    # An edit to a COMPLETED submission is only caught by a full refresh (docs/decisions.md #7).
     edited = next(s for s in box.truth_submissions(target) if s["status"] == "COMPLETED")
     lake_submissions_before = lake_submissions(tmp_path)
     box.clock.advance(60)

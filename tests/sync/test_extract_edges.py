@@ -77,7 +77,7 @@ def test_bot_ids_that_try_to_escape_the_data_directory(tmp_path):
 
 class Reorder:
     """Reverses the submissions of every list page while ``on`` is set (a server whose order is
-    not ascending; DECISIONS.md #5)."""
+    not ascending; docs/decisions.md #5)."""
 
     def __init__(self) -> None:
         self.on = False
