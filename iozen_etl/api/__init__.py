@@ -5,7 +5,7 @@ Knows nothing of Dagster; everything a caller needs is importable from here.
 
 from __future__ import annotations
 
-from iozen_etl.api.client import DEFAULT_BASE_URL, MAX_BODY_BYTES, USER_AGENT, IozenClient
+from iozen_etl.api.client import MAX_BODY_BYTES, USER_AGENT, IozenClient
 from iozen_etl.api.errors import (
     ApiError,
     AuthenticationRequired,
@@ -37,6 +37,7 @@ from iozen_etl.api.paging import PAGE_SIZE, is_ascending, iter_pages
 from iozen_etl.api.ratelimit import RateBudget, shared_budget
 from iozen_etl.api.retry import RetryPolicy
 from iozen_etl.api.stats import ClientStats
+from iozen_etl.settings import DEFAULT_BASE_URL
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -63,8 +63,8 @@ from iozen_etl.api.paging import PAGE_SIZE, Ordered, build_page, iter_pages
 from iozen_etl.api.ratelimit import RateBudget, shared_budget
 from iozen_etl.api.retry import RetryPolicy
 from iozen_etl.api.stats import ClientStats
+from iozen_etl.settings import DEFAULT_BASE_URL
 
-DEFAULT_BASE_URL = "https://app.iozen.ai/api/v1"
 MAX_BODY_BYTES = 1_048_576
 USER_AGENT = f"iozen-etl/{__version__}"
 
