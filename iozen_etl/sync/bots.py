@@ -54,15 +54,16 @@ class _Details:
             self.fields.append(rows)
 
 
-def _list_bots(client: SyncClient) -> tuple[list[IntakeBot], bool]:
-    """Every bot the key can see, and whether the wait ceiling stopped the listing."""
+def list_bots(client: SyncClient) -> tuple[list[IntakeBot], WaitCeilingReached | None]:
+    """Every bot the key can see, and the wait ceiling that stopped the listing, if one did
+    (the bots listed before it are kept)."""
     listed: list[IntakeBot] = []
     try:
         for page in client.iter_intake_bot_pages():
             listed.extend(page.items)
-    except WaitCeilingReached:
-        return listed, True
-    return listed, False
+    except WaitCeilingReached as ceiling:
+        return listed, ceiling
+    return listed, None
 
 
 def _recounted(
@@ -95,14 +96,14 @@ def sync_bots(
     stats_before = request_counts(client)
     synced_at = clock()
     seen = state.all(SCHEMA_STREAM)
-    listed, stopped = _list_bots(client)
+    listed, ceiling = list_bots(client)
     to_fetch = [
         bot
         for bot in listed
         if bot.id not in seen or seen[bot.id].seen_bot_updated_at != bot.updated_at
     ]
     details = _Details()
-    if stopped:
+    if ceiling is not None:
         details.stop.set()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         list(pool.map(lambda bot: details.fetch(client, bot), to_fetch))

@@ -233,8 +233,7 @@ def answers_table(subs: Iterable[Submission]) -> pa.Table:
     """Long form: one row per answer; a list answer gives one row per item (an empty list, none).
 
     Values land in the column of their kind (text / number / boolean); objects and nested lists
-    are kept as JSON text with kind ``json``; a null answer is a row of kind ``null``. Built with
-    comprehensions over flat lists (not a loop of appends): this runs for every page.
+    are kept as JSON text with kind ``json``; a null answer is a row of kind ``null``.
     """
     rows = list(subs)
     ids = [sub.id for sub in rows]
@@ -275,10 +274,9 @@ def _answers(
     for index in np.flatnonzero(codes == _JSON).tolist():
         values[index] = json.dumps(values[index], ensure_ascii=False, default=str)
     objects = np.fromiter(values, dtype=object, count=len(values))
-    code_array = codes
-    texts = (code_array != _STRING) & (code_array != _JSON)
+    not_text = (codes != _STRING) & (codes != _JSON)
     take = pa.array(parent, type=pa.int32())
-    kinds = pa.array(code_array, type=pa.int8())
+    kinds = pa.array(codes, type=pa.int8())
     columns = [
         ids.take(take),
         bot_ids.take(take),
@@ -286,15 +284,15 @@ def _answers(
         positions,
         listed,
         _KIND_ARRAY.take(kinds),
-        pa.array(objects, mask=texts, type=pa.string()),
-        _numbers(objects, code_array != _NUMBER),
-        pa.array(objects, mask=code_array != _BOOLEAN, type=pa.bool_()),
+        pa.array(objects, mask=not_text, type=pa.string()),
+        _numbers(objects, codes != _NUMBER),
+        pa.array(objects, mask=codes != _BOOLEAN, type=pa.bool_()),
         updated.take(take),
     ]
     table = pa.Table.from_arrays(columns, schema=SUBMISSION_ANSWERS)
     # The distinct (name, kind) pairs: a name's dictionary index and its kind code as one key.
     encoded = names.dictionary_encode()
-    keys = np.unique(encoded.indices.to_numpy().astype(np.int64) * 8 + code_array)
+    keys = np.unique(encoded.indices.to_numpy().astype(np.int64) * 8 + codes)
     dictionary = encoded.dictionary.to_pylist()
     return table, frozenset((dictionary[key >> 3], _KIND_NAMES[key & 7]) for key in keys.tolist())
 

@@ -46,6 +46,7 @@ from iozen_etl.api.models import IntakeBot, Page, SchemaItem, Submission
 from iozen_etl.settings import DEFAULT_CONCURRENCY, DEFAULT_IN_PROGRESS_REFRESH_LIMIT
 from iozen_etl.sync import normalise
 from iozen_etl.sync.bot_run import IN_PROGRESS, BotRun, Rechecked, Reread, data_digest
+from iozen_etl.sync.bots import list_bots
 from iozen_etl.sync.client import SyncClient, counts_delta, request_counts
 from iozen_etl.sync.lake import Lake, stamp
 from iozen_etl.sync.refresh import RefreshPlan, plan_refreshes
@@ -539,13 +540,8 @@ def sync_submissions(
     ceiling_error: str | None = None
     reports: list[BotSubmissionsReport] = []
     if bots is None:
-        listed: list[IntakeBot] = []
-        try:
-            for page in client.iter_intake_bot_pages():
-                listed.extend(page.items)
-        except WaitCeilingReached as error:
-            ceiling_error = str(error)
-        bots = listed
+        bots, ceiling = list_bots(client)
+        ceiling_error = str(ceiling) if ceiling is not None else None
     wanted = [bot for bot in bots if only_bots is None or bot.id in only_bots]
     listed_ids = {bot.id for bot in bots}
     for unknown in sorted(set(only_bots or ()) - listed_ids):
