@@ -218,51 +218,6 @@ def bare_run(base_url: str, api_key: str, retry_429: bool = False) -> dict[str, 
     return {"wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb, **summary}
 
 
-def bare_fetch_retrying(base_url: str, api_key: str, concurrency: int = 8) -> dict[str, Any]:
-    """``bare_fetch``'s requests, each repeated after a 429 once the answer's ``retry_after``
-    has passed: the least a client must do to get through a rate limit at all."""
-    started = time.perf_counter()
-    headers = {"Authorization": f"Bearer {api_key}"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    answers: Counter[int] = Counter()
-
-    with httpx.Client(base_url=base_url, headers=headers, timeout=60, limits=limits) as http:
-
-        def get(path: str, cursor: str | None = None) -> Any:
-            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
-            while True:
-                response = http.get(path, params=params)
-                answers[response.status_code] += 1
-                if response.status_code != 429:
-                    return response.json()["data"]
-                details = response.json()["error"].get("details") or {}
-                time.sleep(max(1.0, float(details.get("retry_after", 1))))
-
-        def pages(path: str, key: str) -> Iterator[list[dict[str, Any]]]:
-            cursor: str | None = None
-            while True:
-                data = get(path, cursor)
-                yield data[key]
-                cursor = data["pagination"]["next_cursor"]
-                if not data["pagination"]["has_more"] or not cursor:
-                    return
-
-        bot_ids = [bot["id"] for page in pages("/intake-bots", "intake_bots") for bot in page]
-
-        def one_bot(bot_id: str) -> None:
-            get(f"/intake-bots/{bot_id}")
-            for _ in pages(f"/intake-bots/{bot_id}/submissions", "submissions"):
-                pass
-
-        with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            list(pool.map(one_bot, bot_ids))
-    return {
-        "seconds": time.perf_counter() - started,
-        "requests": sum(answers.values()),
-        "http_429": answers[429],
-    }
-
-
 # Sandboxes, requests, truth ---------------------------------------------------------------
 
 
@@ -871,8 +826,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bare_loop:
         # The child of ``bare_run``: one bare loop, its figures as one JSON line.
         api_key = os.environ["IOZEN_API_KEY"]
-        loop = bare_fetch_retrying if args.retry_429 else bare_fetch
-        print(json.dumps(loop(args.bare_loop, api_key)), flush=True)
+        figures = bare_fetch(args.bare_loop, api_key, retry_429=args.retry_429)
+        print(json.dumps(figures), flush=True)
         return 0
     run([int(size) for size in args.sizes.split(",") if size] or None, quick=args.quick)
     return 0

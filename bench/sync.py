@@ -17,7 +17,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -48,42 +49,52 @@ def sandbox_process(bots: int, per_bot: int) -> AbstractContextManager[tuple[str
     )
 
 
-def bare_fetch(base_url: str, api_key: str, concurrency: int = CONCURRENCY) -> dict[str, Any]:
-    """The least any sync must do: every bot page, every detail, every submissions page."""
+def bare_fetch(
+    base_url: str, api_key: str, concurrency: int = CONCURRENCY, *, retry_429: bool = False
+) -> dict[str, Any]:
+    """The least any sync must do: every bot page, every detail, every submissions page. With
+    ``retry_429`` a refused request is repeated once the answer's ``retry_after`` has passed:
+    the least a client must do to get through a rate limit at all."""
     started = time.perf_counter()
     cpu_started = time.process_time()
     headers = {"Authorization": f"Bearer {api_key}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    requests = 0
+    answers: Counter[int] = Counter()
     with httpx.Client(base_url=base_url, headers=headers, timeout=60, limits=limits) as http:
-        bot_ids: list[str] = []
-        cursor: str | None = None
-        while True:
-            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
-            data = http.get("/intake-bots", params=params).json()["data"]
-            requests += 1
-            bot_ids.extend(bot["id"] for bot in data["intake_bots"])
-            cursor = data["pagination"]["next_cursor"]
-            if not data["pagination"]["has_more"] or not cursor:
-                break
 
-        def one_bot(bot_id: str) -> int:
-            http.get(f"/intake-bots/{bot_id}").json()
-            count, page_cursor = 1, None
+        def get(path: str, cursor: str | None = None) -> Any:
+            params = {"limit": "100", **({"cursor": cursor} if cursor else {})}
             while True:
-                params = {"limit": "100", **({"cursor": page_cursor} if page_cursor else {})}
-                page = http.get(f"/intake-bots/{bot_id}/submissions", params=params).json()
-                count += 1
-                page_cursor = page["data"]["pagination"]["next_cursor"]
-                if not page["data"]["pagination"]["has_more"] or not page_cursor:
-                    return count
+                response = http.get(path, params=params)
+                answers[response.status_code] += 1
+                if response.status_code != 429 or not retry_429:
+                    return response.json()["data"]
+                details = response.json()["error"].get("details") or {}
+                time.sleep(max(1.0, float(details.get("retry_after", 1))))
+
+        def pages(path: str, key: str) -> Iterator[list[dict[str, Any]]]:
+            cursor: str | None = None
+            while True:
+                data = get(path, cursor)
+                yield data[key]
+                cursor = data["pagination"]["next_cursor"]
+                if not data["pagination"]["has_more"] or not cursor:
+                    return
+
+        bot_ids = [bot["id"] for page in pages("/intake-bots", "intake_bots") for bot in page]
+
+        def one_bot(bot_id: str) -> None:
+            get(f"/intake-bots/{bot_id}")
+            for _ in pages(f"/intake-bots/{bot_id}/submissions", "submissions"):
+                pass
 
         with ThreadPoolExecutor(max_workers=concurrency) as pool:
-            requests += sum(pool.map(one_bot, bot_ids))
+            list(pool.map(one_bot, bot_ids))
     return {
         "seconds": time.perf_counter() - started,
         "cpu_s": time.process_time() - cpu_started,
-        "requests": requests,
+        "requests": sum(answers.values()),
+        "http_429": answers[429],
     }
 
 
