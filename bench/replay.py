@@ -1,6 +1,6 @@
 """The write path's figures: 10,000 CSV rows replayed against a rate-limited sandbox with latency.
 
-The sandbox runs in its own process (``python -m iozen_etl.sandbox``) on loopback, with real
+The sandbox runs in its own process (``iozen-etl sandbox``) on loopback, with real
 time, a 100 ms answer latency (the middle of a 50-150 ms spread; the sandbox's latency is
 fixed) and a sliding-window limit. The real Business limit is 500 per 60 s, at which 10,000
 rows take 20 minutes; the bench keeps the limit (500) and shortens the window to 10 s
@@ -42,7 +42,7 @@ def run() -> dict[str, Any]:
     ):
         server = subprocess.Popen(
             [
-                sys.executable, "-m", "iozen_etl.sandbox",
+                sys.executable, "-m", "iozen_etl", "sandbox",
                 "--bots", "1", "--submissions-per-bot", "0",
                 "--rate-limit", str(LIMIT), "--window-s", str(WINDOW_S),
                 "--latency-ms", str(LATENCY_MS),

@@ -3,7 +3,7 @@
 ``run()`` returns the figures; ``python -m bench.sandbox`` prints them. Pages hold 100
 submissions. "raw" pages are fetched without parsing the JSON; "parsed" adds
 ``response.json()`` (what a client paging it does at best). Over loopback the server runs in
-its own process (``python -m iozen_etl.sandbox``), as the demo runs it; ``http.client`` shows
+its own process (``iozen-etl sandbox``), as the demo runs it; ``http.client`` shows
 what the server can serve when the client costs little (httpx itself tops out lower).
 """
 
@@ -108,7 +108,8 @@ def _loopback_figures() -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
-        "iozen_etl.sandbox",
+        "iozen_etl",
+        "sandbox",
         "--bots",
         "5",
         "--submissions-per-bot",

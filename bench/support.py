@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 def sandbox_process(*options: str) -> Iterator[tuple[str, str]]:
     """(base URL, API key) of a sandbox served by a child process until the block ends."""
     child = subprocess.Popen(
-        [sys.executable, "-m", "iozen_etl.sandbox", "--port", "0", *options],
+        [sys.executable, "-m", "iozen_etl", "sandbox", "--port", "0", *options],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

@@ -1,6 +1,6 @@
 """Extraction benchmark: a full sync against a bare fetch loop, peak memory, incremental cost.
 
-Every sandbox runs in its own process (``python -m iozen_etl.sandbox``, rate limit effectively off)
+Every sandbox runs in its own process (``iozen-etl sandbox``, rate limit effectively off)
 and every sync in another (``python -m iozen_etl.sync.run`` under a small parent that reports its
 child's peak RSS from ``RUSAGE_CHILDREN``), so neither the sandbox nor this process counts in the
 memory figure. The baseline is a bare httpx loop over the same requests (bot listing, bot details,

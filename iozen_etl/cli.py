@@ -1,7 +1,8 @@
 """The ``iozen-etl`` command line: one sub-command per user task.
 
-Each area owns its sub-command in ``<area>/command.py`` with ``configure(parser)`` and
-``run(args) -> int``; this module only assembles them, so ``--help`` lists everything.
+Each sub-command is one module in ``iozen_etl/commands/`` with ``configure(parser)`` and
+``run(args) -> int``; this module only assembles them, so ``--help`` lists everything and there is
+one way in (``iozen-etl`` or ``python -m iozen_etl``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from collections.abc import Sequence
 
 # name -> (module holding configure/run, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "sandbox": ("iozen_etl.sandbox.command", "serve the ioZen API v1 sandbox on 127.0.0.1"),
+    "sandbox": ("iozen_etl.commands.sandbox", "serve the ioZen API v1 sandbox on 127.0.0.1"),
     "sync": ("iozen_etl.commands.sync", "sync bots and submissions into Parquet and DuckDB"),
-    "replay": ("iozen_etl.replay.command", "replay a CSV file as idempotent submission POSTs"),
-    "sql": ("iozen_etl.warehouse.command", "run a read-only SQL query on the warehouse"),
-    "rebuild": ("iozen_etl.warehouse.rebuild_command", "recreate the warehouse from the lake"),
+    "replay": ("iozen_etl.commands.replay", "replay a CSV file as idempotent submission POSTs"),
+    "sql": ("iozen_etl.commands.sql", "run a read-only SQL query on the warehouse"),
+    "rebuild": ("iozen_etl.commands.rebuild", "recreate the warehouse from the lake"),
     "demo": ("iozen_etl.commands.demo", "sandbox + sync + replay + an example query"),
 }
 

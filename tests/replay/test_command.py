@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from iozen_etl.replay.command import ProgressLine, main
+from iozen_etl.cli import main
+from iozen_etl.commands.replay import ProgressLine
 from iozen_etl.replay.engine import ReplayProgress
 from iozen_etl.replay.ledger import Ledger
 from iozen_etl.sandbox import RunningServer, Sandbox, SandboxConfig, serve
@@ -41,7 +42,7 @@ def replay_process(server: RunningServer, data_dir: Path, *args: str) -> subproc
         "IOZEN_DATA_DIR": str(data_dir),
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "iozen_etl.replay.command", *args],
+        [sys.executable, "-m", "iozen_etl", "replay", *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -131,7 +132,7 @@ def test_a_missing_api_key_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("IOZEN_API_KEY", raising=False)
-    assert main([str(tmp_path / "in.csv"), "--bot", "b"]) == 2
+    assert main(["replay", str(tmp_path / "in.csv"), "--bot", "b"]) == 2
     assert "IOZEN_API_KEY is not set" in capsys.readouterr().err
 
 

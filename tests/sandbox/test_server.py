@@ -165,7 +165,7 @@ def test_command_prints_url_and_key_serves_and_stops_on_signal(stop_signal: int)
 
 def test_command_refuses_bad_options() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "iozen_etl.sandbox", "--faults", "teapot=1"],
+        [sys.executable, "-m", "iozen_etl", "sandbox", "--faults", "teapot=1"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from iozen_etl.commands.sandbox import config_from_args, configure
 from iozen_etl.sandbox import Sandbox, SandboxConfig
-from iozen_etl.sandbox.command import config_from_args, configure
 from tests.sandbox.conftest import client_for, error_of
 
 NO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

@@ -8,16 +8,15 @@ import json
 
 import pytest
 
+from iozen_etl.commands import rebuild as rebuild_command, sql as sql_command
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse import (
     QueryFailed,
     QueryResult,
     WarehouseMissing,
-    command as sql_command,
     dataframe,
     format_table,
     load_warehouse,
-    rebuild_command,
     run_query,
 )
 from tests.warehouse.lake import bot_row, submission_row, write_lake, write_submissions

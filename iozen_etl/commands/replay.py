@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TextIO
 
 from iozen_etl.api import IozenClient
@@ -172,14 +172,3 @@ class ProgressLine:
         if self._tty and self._shown is not None:
             self._stream.write("\n")
             self._stream.flush()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run without the rest of the command line (``python -m iozen_etl.replay.command``)."""
-    parser = argparse.ArgumentParser(prog="iozen-etl replay")
-    configure(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
