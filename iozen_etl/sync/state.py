@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeAlias
 
+from iozen_etl.api.models import IntakeBot
+
 # Stream names in sync_state.
 SCHEMA_STREAM = "intake_bot_schema"  # per bot: the bot version whose schema is stored
 SUBMISSIONS_STREAM = "submissions"  # per bot: the live resume point
@@ -418,3 +420,55 @@ class StateStore:
                 (intake_bot_id, limit),
             ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
+
+    # -- bot_listing (the pipeline's section) ------------------------------------------------
+    # A run's bot listing, handed from its ``intake_bots`` step to its ``submissions`` step so a
+    # run lists the bots once. Only the latest run's listing is kept.
+
+    def save_listing(self, run_id: str, bots: Iterable[IntakeBot]) -> None:
+        """Keep ``bots`` as the listing of run ``run_id`` (replacing any other run's)."""
+        rows = [
+            (run_id, at, b.id, b.name, b.status, b.submission_count, b.created_at, b.updated_at)
+            for at, b in enumerate(bots)
+        ]
+        rows.insert(0, (run_id, -1, None, None, None, None, None, None))  # "this run listed"
+        with self._transaction() as db:
+            db.execute(_LISTING_TABLE)
+            db.execute("DELETE FROM bot_listing")
+            db.executemany("INSERT INTO bot_listing VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def listing(self, run_id: str) -> list[IntakeBot] | None:
+        """The listing run ``run_id`` saved, in listing order; None when it saved none. The
+        bots carry the listing's fields only (no schema)."""
+        with self._transaction() as db:
+            db.execute(_LISTING_TABLE)
+            rows = db.execute(
+                "SELECT id, name, status, submission_count, created_at, updated_at "
+                "FROM bot_listing WHERE run_id = ? ORDER BY position",
+                (run_id,),
+            ).fetchall()
+        if not rows:
+            return None
+        return [
+            IntakeBot(
+                *row, description=None, share_url=None, schema=None, schema_shape=None, extra={}
+            )
+            for row in rows[1:]
+        ]
+
+
+# One row per listed bot, after a row of NULLs at position -1 that marks the run as listed (so
+# a run that listed no bot differs from one that did not list).
+_LISTING_TABLE = """
+CREATE TABLE IF NOT EXISTS bot_listing (
+    run_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    id TEXT,
+    name TEXT,
+    status TEXT,
+    submission_count INTEGER,
+    created_at TEXT,
+    updated_at TEXT,
+    PRIMARY KEY (run_id, position)
+)
+"""
