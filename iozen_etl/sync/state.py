@@ -427,11 +427,11 @@ class StateStore:
 
     def save_listing(self, run_id: str, bots: Iterable[IntakeBot]) -> None:
         """Keep ``bots`` as the listing of run ``run_id`` (replacing any other run's)."""
-        rows = [
+        marker: tuple[object, ...] = (run_id, -1, None, None, None, None, None, None)
+        rows = [marker] + [
             (run_id, at, b.id, b.name, b.status, b.submission_count, b.created_at, b.updated_at)
             for at, b in enumerate(bots)
         ]
-        rows.insert(0, (run_id, -1, None, None, None, None, None, None))  # "this run listed"
         with self._transaction() as db:
             db.execute(_LISTING_TABLE)
             db.execute("DELETE FROM bot_listing")
@@ -451,9 +451,19 @@ class StateStore:
             return None
         return [
             IntakeBot(
-                *row, description=None, share_url=None, schema=None, schema_shape=None, extra={}
+                id=bot_id,
+                name=name,
+                status=status,
+                submission_count=count,
+                created_at=created_at,
+                updated_at=updated_at,
+                description=None,
+                share_url=None,
+                schema=None,
+                schema_shape=None,
+                extra={},
             )
-            for row in rows[1:]
+            for bot_id, name, status, count, created_at, updated_at in rows[1:]
         ]
 
 
