@@ -28,7 +28,8 @@ import httpx
 
 from bench import support
 from bench.pipeline import timed_cli_sync
-from bench.sync import UNLIMITED, _env
+from bench.support import child_env
+from bench.sync import UNLIMITED
 
 WIDE_BOTS = 1000
 WIDE_PER_BOT = 100
@@ -40,7 +41,7 @@ def startup_baseline(rounds: int = 3) -> float:
     for _ in range(rounds):
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-c", "import iozen_etl.definitions"], env=_env(), check=True
+            [sys.executable, "-c", "import iozen_etl.definitions"], env=child_env(), check=True
         )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
@@ -187,8 +188,8 @@ def demo_second_sync() -> dict[str, Any]:
     """``iozen-etl demo``: the requests of its second sync ("only what changed")."""
     with tempfile.TemporaryDirectory(prefix="iozen-bench-demo-") as scratch:
         done = subprocess.run(
-            [sys.executable, "-m", "iozen_etl.cli", "demo", "--data-dir", scratch + "/data"],
-            env=_env(),
+            [sys.executable, "-m", "iozen_etl", "demo", "--data-dir", scratch + "/data"],
+            env=child_env(),
             capture_output=True,
             text=True,
             check=True,

@@ -49,7 +49,8 @@ from typing import Any
 import httpx
 
 from bench import dlt_sync, support
-from bench.sync import UNLIMITED, _env, bare_fetch
+from bench.support import child_env
+from bench.sync import UNLIMITED, bare_fetch
 from iozen_etl.sandbox.config import ROUTE_NAMES
 
 IOZEN, DLT_BEST, DLT_INCREMENTAL, BARE = "iozen-etl", "dlt best", "dlt incremental", "bare loop"
@@ -199,7 +200,7 @@ def dlt_run(base_url: str, api_key: str, setup: str, work: Path) -> dict[str, An
         *("--pipelines-dir", str(work / "pipelines"), "--duckdb", str(dlt_db(work, setup))),
         "--no-check",  # checked here, outside the measured process
     ]
-    measured = support.measured_run(command, _env(IOZEN_API_KEY=api_key))
+    measured = support.measured_run(command, child_env(IOZEN_API_KEY=api_key))
     summary = json.loads(next(line for line in measured.lines if line.startswith("{")))
     return {"wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb, **summary}
 
@@ -212,7 +213,7 @@ def bare_run(base_url: str, api_key: str, retry_429: bool = False) -> dict[str, 
     """The bare loop in a child process (``python -m bench.compare --bare-loop``)."""
     command = [sys.executable, "-m", "bench.compare", "--bare-loop", base_url]
     measured = support.measured_run(
-        [*command, *(["--retry-429"] if retry_429 else [])], _env(IOZEN_API_KEY=api_key)
+        [*command, *(["--retry-429"] if retry_429 else [])], child_env(IOZEN_API_KEY=api_key)
     )
     summary = json.loads(next(line for line in measured.lines if line.startswith("{")))
     return {"wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb, **summary}

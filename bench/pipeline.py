@@ -22,20 +22,20 @@ from typing import Any
 import duckdb
 
 from bench import support
-from bench.sync import BOTS, _env, bare_fetch, sandbox_process
+from bench.sync import BOTS, bare_fetch, sandbox_process
 
 
 def timed_cli_sync(
     base_url: str, api_key: str, data_dir: Path, dagster_home: Path
 ) -> dict[str, Any]:
     """One ``iozen-etl sync`` in a child process: wall time and peak RSS."""
-    env = _env(
+    env = support.child_env(
         IOZEN_API_KEY=api_key,
         IOZEN_BASE_URL=base_url,
         IOZEN_DATA_DIR=str(data_dir),
         DAGSTER_HOME=str(dagster_home),
     )
-    measured = support.measured_run([sys.executable, "-m", "iozen_etl.cli", "sync"], env)
+    measured = support.measured_run([sys.executable, "-m", "iozen_etl", "sync"], env)
     return {"wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb}
 
 

@@ -1,7 +1,7 @@
 """Where the engine's time goes: py-spy samples of the thread holding the GIL during a sync.
 
 The engine (bots and submissions into the lake and state, no Dagster, no load) runs as
-``python -m iozen_etl.sync.run`` under ``py-spy record --gil`` against a sandbox of its own, in
+``python -m bench.engine_run`` under ``py-spy record --gil`` against a sandbox of its own, in
 both shapes; each sample is put in one bucket by the first matching frame of its stack, and the
 buckets are printed as shares of the samples. Only the GIL holder is sampled because the engine
 is bound by it: what one thread does in Python, the others wait for.
@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.sync import SHAPES, _env, sandbox_process
+from bench.support import child_env
+from bench.sync import SHAPES, sandbox_process
 
 # (bucket, part of a frame's file path, function or None): a sample goes to the first bucket
 # that any frame of its stack matches, so the order goes from the most specific to the most
@@ -75,11 +76,15 @@ def profile_sync(total: int, bots: int) -> dict[str, Any]:
         command = [
             *(py_spy, "record", "--gil", "--rate", str(RATE), "--format", "raw"),
             *("--output", str(out), "--"),
-            *(sys.executable, "-m", "iozen_etl.sync.run"),
+            *(sys.executable, "-m", "bench.engine_run"),
             *("--base-url", base_url, "--data-dir", str(Path(scratch) / "data")),
         ]
         done = subprocess.run(
-            command, env=_env(IOZEN_API_KEY=api_key), capture_output=True, text=True, check=False
+            command,
+            env=child_env(IOZEN_API_KEY=api_key),
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0 or not out.exists():
             raise RuntimeError(f"py-spy failed ({done.returncode}): {done.stderr[-1000:]}")

@@ -16,6 +16,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """This process's environment for a child that imports the repository's code, plus ``extra``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
 @contextlib.contextmanager
 def sandbox_process(*options: str) -> Iterator[tuple[str, str]]:
     """(base URL, API key) of a sandbox served by a child process until the block ends."""

@@ -1,7 +1,7 @@
 """Extraction benchmark: a full sync against a bare fetch loop, peak memory, incremental cost.
 
 Every sandbox runs in its own process (``iozen-etl sandbox``, rate limit effectively off)
-and every sync in another (``python -m iozen_etl.sync.run`` under a small parent that reports its
+and every sync in another (``python -m bench.engine_run`` under a small parent that reports its
 child's peak RSS from ``RUSAGE_CHILDREN``), so neither the sandbox nor this process counts in the
 memory figure. The baseline is a bare httpx loop over the same requests (bot listing, bot details,
 every submissions page), with the same concurrency, measured in the same run.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -28,17 +27,9 @@ import httpx
 
 from bench import support
 
-REPO = support.REPO
 BOTS = 1000
 CONCURRENCY = 8
 UNLIMITED = "1000000000"
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
 
 
 def sandbox_process(bots: int, per_bot: int) -> AbstractContextManager[tuple[str, str]]:
@@ -101,14 +92,14 @@ def bare_fetch(
 def timed_sync(
     base_url: str, api_key: str, data_dir: Path, concurrency: int = CONCURRENCY
 ) -> dict[str, Any]:
-    """One ``iozen_etl.sync.run`` in a child process: wall time, peak RSS, its own summary."""
+    """One ``bench.engine_run`` in a child process: wall time, peak RSS, its own summary."""
     measured = support.measured_run(
         [
-            *(sys.executable, "-m", "iozen_etl.sync.run"),
+            *(sys.executable, "-m", "bench.engine_run"),
             *("--base-url", base_url, "--data-dir", str(data_dir)),
             *("--concurrency", str(concurrency)),
         ],
-        _env(IOZEN_API_KEY=api_key),
+        support.child_env(IOZEN_API_KEY=api_key),
     )
     summary = json.loads(next(line for line in measured.lines if line.startswith("{")))
     engine_s = summary["bots"]["elapsed_s"] + summary["submissions"]["elapsed_s"]

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from iozen_etl.sync.schemas import LAKE_TABLES
+from iozen_etl.warehouse.lake_files import list_lake
 
 BOTS = 1_000
 SUBMISSIONS_PER_BOT = 1_000
@@ -249,7 +250,7 @@ def run() -> dict[str, Any]:
         generate_bots(root)
         total = generate(root, SUBMISSIONS_PER_BOT, 0, "page-0000", range(BOTS))
         generated_s = time.perf_counter() - started
-        lake_mb = sum(f.stat().st_size for f in (root / "parquet").rglob("*.parquet")) / 2**20
+        lake_mb = sum(f.size_bytes for f in list_lake(root / "parquet")) / 2**20
         print(f"lake: {total:,} submissions in {generated_s:.1f} s, {lake_mb:.0f} MB of Parquet")
 
         full = _load_in_child(root)

@@ -144,12 +144,6 @@ class Lake:
         for made in reversed(missing):
             _fsync_dir(made.parent)
 
-    def files(self, table: str) -> list[Path]:
-        folder = self.root / table
-        if not folder.exists():
-            return []
-        return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith("."))
-
 
 def _fsync_dir(folder: Path) -> None:
     # The rename is durable only once the directory entry is.

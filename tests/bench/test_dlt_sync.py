@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bench.sync import _env
+from bench.support import child_env
 from iozen_etl.sandbox import Sandbox, SandboxConfig, serve
 
 pytest.importorskip("dlt", reason="dlt comes with the bench extra: pip install -e '.[dev,bench]'")
@@ -25,7 +25,7 @@ def load(base_url: str, api_key: str, setup: str, work: Path) -> dict[str, Any]:
             *(sys.executable, "-m", "bench.dlt_sync", "--base-url", base_url, "--setup", setup),
             *("--pipelines-dir", str(work / "pipelines"), "--duckdb", str(work / "dlt.duckdb")),
         ],
-        env=_env(IOZEN_API_KEY=api_key),
+        env=child_env(IOZEN_API_KEY=api_key),
         capture_output=True,
         text=True,
         timeout=120,

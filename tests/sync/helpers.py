@@ -21,6 +21,7 @@ from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.reports import BotsReport, SubmissionsReport
 from iozen_etl.sync.state import StateStore
 from iozen_etl.sync.submissions import sync_submissions
+from iozen_etl.warehouse.lake_files import list_lake
 
 
 class FakeTime:
@@ -78,8 +79,13 @@ class Workspace:
         return bots, subs
 
 
+def lake_files(lake_root: Path, table: str) -> list[Path]:
+    """The complete Parquet files of one lake table, as the warehouse load lists them."""
+    return [lake_root / found.rel_path for found in list_lake(lake_root) if found.table == table]
+
+
 def read_table(root: Path, table: str) -> pa.Table:
-    files = sorted(p for p in (root / "parquet" / table).rglob("*.parquet"))
+    files = lake_files(DataPaths(root).parquet, table)
     if not files:
         return pa.table({})
     return pa.concat_tables(pq.read_table(p) for p in files)

@@ -13,6 +13,7 @@ from iozen_etl.sync.webhooks import sync_webhooks
 from tests.sync.helpers import (
     Workspace,
     assert_lake_matches_truth,
+    lake_files,
     lake_submissions,
     make_client,
     read_table,
@@ -71,7 +72,7 @@ def test_incremental_sync_after_new_updated_and_completed_submissions_and_a_new_
     box.generate_submissions(bot_ids[1], 150)
     new_bot = box.add_bot("Fresh")
     box.generate_submissions(new_bot, 30)
-    files_before = len(list((tmp_path / "parquet" / "submissions").rglob("*.parquet")))
+    files_before = len(lake_files(work.lake.root, "submissions"))
 
     bots, subs = work.sync(make_client(box))
 
@@ -82,7 +83,7 @@ def test_incremental_sync_after_new_updated_and_completed_submissions_and_a_new_
     assert by_bot[bot_ids[1]].rows_new == 150
     assert subs.total("refresh_completed") >= 1
     assert lake_submissions(tmp_path)[completed["id"]][1] == "COMPLETED"
-    files_after = len(list((tmp_path / "parquet" / "submissions").rglob("*.parquet")))
+    files_after = len(lake_files(work.lake.root, "submissions"))
     assert files_after > files_before
     stored_bots = read_table(tmp_path, "intake_bots").to_pylist()
     newest = max((r for r in stored_bots if r["id"] == bot_ids[1]), key=lambda r: r["synced_at"])
@@ -168,7 +169,7 @@ def test_a_schema_change_is_stored_as_a_new_version_and_answers_by_name_only(tmp
 
     # One schema file a run, holding the fetched details only: the changed bot's new version.
     assert first_bots.files_written == 2 and bots.details_fetched == 1
-    files = sorted((tmp_path / "parquet" / "intake_bot_fields").glob("*.parquet"))
+    files = lake_files(work.lake.root, "intake_bot_fields")
     assert len(files) == 2
     newest = pq.read_table(files[-1]).to_pylist()
     assert {row["intake_bot_id"] for row in newest} == {target}
@@ -200,7 +201,7 @@ def test_pages_go_ten_to_a_file_and_a_rerun_replaces_them(tmp_path):
     box = sandbox(bots=2, submissions_per_bot=1_500)  # 14-16 pages a bot
     work = Workspace(tmp_path)
     work.sync(make_client(box))
-    files = {p: p.stat().st_size for p in work.lake.files("submissions")}
+    files = {p: p.stat().st_size for p in lake_files(work.lake.root, "submissions")}
     per_file = PAGES_PER_FILE * 100
     assert all(pq.read_metadata(p).num_rows <= per_file for p in files)
     assert sum(p.name == "00000-start.parquet" for p in files) == 2
@@ -216,7 +217,7 @@ def test_pages_go_ten_to_a_file_and_a_rerun_replaces_them(tmp_path):
     for suffix in ("", "-wal", "-shm"):
         work.paths.state_db.with_name(work.paths.state_db.name + suffix).unlink(missing_ok=True)
     work.sync(make_client(box))
-    assert set(work.lake.files("submissions")) == set(files)
+    assert set(lake_files(work.lake.root, "submissions")) == set(files)
     assert_lake_matches_truth(tmp_path, box)
 
 
@@ -277,7 +278,7 @@ def test_an_empty_webhook_list_is_written_as_an_empty_snapshot(tmp_path):
         client.delete_webhook(hook.id)
         report = sync_webhooks(client, work.lake, state, clock=lambda: "2026-01-02T00:00:00.000Z")
     assert report.webhooks == 0 and report.files_written == 1
-    files = work.lake.files("webhooks")
+    files = lake_files(work.lake.root, "webhooks")
     assert [pq.read_table(path).num_rows for path in files] == [1, 0]
 
 
@@ -294,7 +295,7 @@ def test_an_unchanged_webhook_list_writes_no_new_snapshot(tmp_path):
         # The stream still records when the list was last read (the freshness check's source).
         seen = state.get(WEBHOOKS_STREAM)
     assert (first.files_written, again.files_written, moved.files_written) == (1, 0, 1)
-    files = work.lake.files("webhooks")
+    files = lake_files(work.lake.root, "webhooks")
     assert [pq.read_table(path).num_rows for path in files] == [1, 2]
     assert seen is not None and seen.seen_bot_updated_at == "2026-01-03T00:00:00.000Z"
 

@@ -10,6 +10,7 @@ import pytest
 from iozen_etl.sync import normalise
 from iozen_etl.sync.lake import Lake, safe_segment
 from iozen_etl.sync.schemas import LAKE_TABLES
+from tests.sync.helpers import lake_files
 from tests.sync.test_normalise import sub
 
 HOSTILE_IDS = [
@@ -54,7 +55,7 @@ def test_rewriting_a_page_replaces_the_file_and_leaves_no_temporary(tmp_path):
     second = normalise.submissions_table([sub("s1", {}), sub("s2", {})], "2026-01-01T00:00:00Z")
     lake.write("submissions", "bot1", "00000-start", first)
     path = lake.write("submissions", "bot1", "00000-start", second)
-    assert lake.files("submissions") == [path]
+    assert lake_files(tmp_path, "submissions") == [path]
     assert pq.read_table(path).num_rows == 2
     assert os.listdir(path.parent) == [path.name]
 

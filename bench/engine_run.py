@@ -1,4 +1,8 @@
-"""Run the extraction engine once, without Dagster: ``python -m iozen_etl.sync.run``.
+"""The extraction engine alone, once, for the benchmarks: ``python -m bench.engine_run``.
+
+``sync_bots`` then ``sync_submissions`` into a lake and state file, without Dagster or the
+warehouse, so ``bench.sync`` and ``bench.profile`` time the engine and nothing else. The product's
+way in is ``iozen-etl sync``; this harness only measures.
 
 Reads the API key from ``IOZEN_API_KEY`` only (never from an argument, so it stays out of process
 listings). Prints one JSON line of counts. Exit status: 0 done, 3 stopped at the rate budget's wait
@@ -13,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from iozen_etl.api import IozenClient
 from iozen_etl.settings import (
@@ -24,14 +29,15 @@ from iozen_etl.settings import (
 )
 from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.reports import BotsReport, SubmissionsReport
 from iozen_etl.sync.state import StateStore
 from iozen_etl.sync.submissions import sync_submissions
 
 EXIT_PARTIAL = 3
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iozen_etl.sync.run", description=__doc__)
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.engine_run", description=__doc__)
     parser.add_argument("--base-url", default=None, help="default: $IOZEN_BASE_URL")
     parser.add_argument("--data-dir", default=None, help="default: $IOZEN_DATA_DIR or ./data")
     parser.add_argument("--bot", action="append", default=None, help="only these bots")
@@ -40,11 +46,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--in-progress-refresh-limit", type=int, default=DEFAULT_IN_PROGRESS_REFRESH_LIMIT
     )
-    args = parser.parse_args(argv)
-    api_key = os.environ.get(API_KEY_ENV, "")
-    if not api_key.strip():
-        print(f"{API_KEY_ENV} is not set", file=sys.stderr)
-        return 2
+    return parser.parse_args(argv)
+
+
+def summarise(bots: BotsReport, subs: SubmissionsReport, requests_total: int) -> dict[str, Any]:
+    """The figures the benchmarks read, from the reports' own fields."""
+    return {
+        "bots": {
+            "bots_seen": len(bots.bots),
+            "details_fetched": bots.details_fetched,
+            "detail_errors": len(bots.detail_errors),
+            "requests": bots.requests,
+            "elapsed_s": round(bots.elapsed_s, 3),
+        },
+        "submissions": {
+            "bots_failed": sum(1 for bot in subs.bots if bot.action == "failed"),
+            "pages": sum(bot.pages for bot in subs.bots),
+            "rows_new": sum(bot.rows_new for bot in subs.bots),
+            "requests": subs.requests,
+            "elapsed_s": round(subs.elapsed_s, 3),
+        },
+        "requests_total": requests_total,
+        "failed": [f"{bot.intake_bot_id}: {bot.error}" for bot in subs.bots if bot.error],
+        "missing": [bot.intake_bot_id for bot in subs.bots if bot.action == "missing"],
+    }
+
+
+def run_engine(args: argparse.Namespace, api_key: str) -> tuple[BotsReport, SubmissionsReport, int]:
+    """Both engine steps over the data directory; their reports and the requests they made."""
     paths = DataPaths(Path(args.data_dir).resolve()) if args.data_dir else DataPaths.from_env()
     lake = Lake(paths.parquet)
     with (
@@ -65,13 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             concurrency=args.concurrency,
             in_progress_refresh_limit=args.in_progress_refresh_limit,
         )
-        summary = {
-            "bots": bots.metadata(),
-            "submissions": subs.metadata(),
-            "requests_total": client.stats.snapshot()["requests"],
-            "failed": [f"{bot.intake_bot_id}: {bot.error}" for bot in subs.bots if bot.error],
-            "missing": [bot.intake_bot_id for bot in subs.bots if bot.action == "missing"],
-        }
+        return bots, subs, int(client.stats.snapshot()["requests"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    api_key = os.environ.get(API_KEY_ENV, "")
+    if not api_key.strip():
+        print(f"{API_KEY_ENV} is not set", file=sys.stderr)
+        return 2
+    bots, subs, requests_total = run_engine(args, api_key)
+    summary = summarise(bots, subs, requests_total)
     print(json.dumps(summary, sort_keys=True), flush=True)
     if bots.stopped_by_wait_ceiling or subs.stopped_by_wait_ceiling:
         return EXIT_PARTIAL
