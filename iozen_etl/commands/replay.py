@@ -18,7 +18,8 @@ from typing import TextIO
 from iozen_etl.api import IozenClient
 from iozen_etl.api.errors import IozenError
 from iozen_etl.replay.csvfile import CsvFileError
-from iozen_etl.replay.engine import ReplayProgress, ReplayReport, replay_csv
+from iozen_etl.replay.engine import replay_csv
+from iozen_etl.replay.report import ReplayProgress, ReplayReport
 from iozen_etl.settings import API_KEY_ENV, DataPaths, base_url_from_env
 
 PROBLEMS_SHOWN = 20

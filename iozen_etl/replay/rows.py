@@ -137,6 +137,22 @@ def submission_body(
     return body
 
 
+def row_cells(
+    header: tuple[str, ...], dropped: frozenset[str], cells: tuple[str, ...]
+) -> tuple[dict[str, str], Problem | None]:
+    """A record's cells by column name, and a problem when it has cells beyond the header."""
+    by_name = {
+        name: (cells[position] if position < len(cells) else "")
+        for position, name in enumerate(header)
+        if name not in dropped
+    }
+    if len(cells) > len(header) and any(cell.strip() for cell in cells[len(header) :]):
+        return by_name, Problem(
+            None, f"row has {len(cells)} cells but the header has {len(header)} columns"
+        )
+    return by_name, None
+
+
 def prepare_row(
     cells: Mapping[str, str], default_bot_id: str | None, forms: Mapping[str, BotForm | None]
 ) -> Prepared | Rejected:
@@ -150,6 +166,28 @@ def prepare_row(
     if form is None:
         return _reject(bot_id, cells, Problem(BOT_ID_COLUMN, "intake bot not found"))
 
+    data, problems = _answers(form, cells)
+    status = _status(cells.get(STATUS_COLUMN, ""), problems)
+    # An IN_PROGRESS submission is a partial one: required fields bind only completed ones
+    # (the API's default status is COMPLETED).
+    if status in (None, "COMPLETED"):
+        problems.extend(_missing_required(form, cells, data, problems))
+    is_test = _is_test(cells.get(IS_TEST_COLUMN, ""), problems)
+    given_key = _given_key(cells.get(IDEMPOTENCY_KEY_COLUMN, ""), problems)
+    if problems:
+        return _reject(bot_id, cells, *problems)
+
+    body = submission_body(data, status, is_test)
+    size = body_size(body)
+    if size > MAX_BODY_BYTES:
+        too_large = f"request body is {size:,} bytes; the API accepts at most {MAX_BODY_BYTES:,}"
+        return _reject(bot_id, cells, Problem(None, too_large))
+    sha = content_sha256(bot_id, body)
+    return Prepared(bot_id, data, status, is_test, given_key or derived_key(sha), sha, size)
+
+
+def _answers(form: BotForm, cells: Mapping[str, str]) -> tuple[dict[str, Any], list[Problem]]:
+    """The field columns coerced to their JSON values, and a problem for each cell that fails."""
     problems: list[Problem] = []
     data: dict[str, Any] = {}
     for column, raw in cells.items():
@@ -163,35 +201,7 @@ def prepare_row(
             data[column] = coerce_value(spec, raw)
         except CoercionError as exc:
             problems.append(Problem(column, str(exc)))
-    status = _status(cells.get(STATUS_COLUMN, ""), problems)
-    # An IN_PROGRESS submission is a partial one: required fields bind only completed ones
-    # (the API's default status is COMPLETED).
-    if status in (None, "COMPLETED"):
-        problems.extend(_missing_required(form, cells, data, problems))
-    is_test = _is_test(cells.get(IS_TEST_COLUMN, ""), problems)
-    given_key = cells.get(IDEMPOTENCY_KEY_COLUMN, "").strip()
-    if given_key and not (len(given_key) <= MAX_KEY_LENGTH and _KEY_CHARS.fullmatch(given_key)):
-        problems.append(
-            Problem(
-                IDEMPOTENCY_KEY_COLUMN,
-                f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces",
-            )
-        )
-    if problems:
-        return _reject(bot_id, cells, *problems)
-
-    body = submission_body(data, status, is_test)
-    size = body_size(body)
-    if size > MAX_BODY_BYTES:
-        return _reject(
-            bot_id,
-            cells,
-            Problem(
-                None, f"request body is {size:,} bytes; the API accepts at most {MAX_BODY_BYTES:,}"
-            ),
-        )
-    sha = content_sha256(bot_id, body)
-    return Prepared(bot_id, data, status, is_test, given_key or derived_key(sha), sha, size)
+    return data, problems
 
 
 def coerce_value(spec: FieldSpec, raw: str) -> Any:
@@ -287,6 +297,18 @@ def _is_test(raw: str, problems: list[Problem]) -> bool | None:
     except CoercionError as exc:
         problems.append(Problem(IS_TEST_COLUMN, str(exc)))
         return None
+
+
+def _given_key(raw: str, problems: list[Problem]) -> str:
+    key = raw.strip()
+    if key and not (len(key) <= MAX_KEY_LENGTH and _KEY_CHARS.fullmatch(key)):
+        problems.append(
+            Problem(
+                IDEMPOTENCY_KEY_COLUMN,
+                f"must be 1 to {MAX_KEY_LENGTH} printable ASCII characters without spaces",
+            )
+        )
+    return key
 
 
 def _missing_required(

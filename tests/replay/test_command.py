@@ -14,8 +14,8 @@ import pytest
 
 from iozen_etl.cli import main
 from iozen_etl.commands.replay import ProgressLine
-from iozen_etl.replay.engine import ReplayProgress
 from iozen_etl.replay.ledger import Ledger
+from iozen_etl.replay.report import ReplayProgress
 from iozen_etl.sandbox import RunningServer, Sandbox, SandboxConfig, serve
 from tests.replay.conftest import HEADER, onboarding_rows, write_csv
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from iozen_etl.replay import CsvFileError, replay_csv
-from iozen_etl.replay.engine import HOLD_AFTER_S, inbox_files, is_settled, rejects_path_for
+from iozen_etl.replay.engine import HOLD_AFTER_S
+from iozen_etl.replay.inbox import inbox_files, is_settled
 from iozen_etl.replay.ledger import Ledger
+from iozen_etl.replay.rejects import rejects_path_for
 from iozen_etl.replay.rows import BotForm, Prepared, prepare_row
 from iozen_etl.sandbox import FaultSpec, SandboxRequest
 from tests.replay.conftest import HEADER, World, onboarding_rows, read_csv, write_csv

@@ -1,0 +1,59 @@
+"""The rejects CSV: the rows that need a person, beside the input, with ``_row`` and ``_reason``.
+
+The cells are written as they were read, so a corrected rejects file can be replayed as it is.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from iozen_etl.replay.csvfile import REJECTS_COLUMNS, CsvRow
+
+REJECTS_SUFFIX = ".rejects.csv"
+
+
+def rejects_path_for(csv_path: Path) -> Path:
+    """``<name>.rejects.csv`` beside the input."""
+    return csv_path.with_name(csv_path.stem + REJECTS_SUFFIX)
+
+
+class RejectsFile:
+    """The rejects CSV, written to a temporary name and moved into place when complete."""
+
+    def __init__(self, csv_path: Path, header: tuple[str, ...]) -> None:
+        self.path = rejects_path_for(csv_path)
+        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._header = header
+        self._handle: IO[str] | None = None
+        self._writer: Any = None
+        self.written = False
+
+    def add(self, row: CsvRow, reason: str) -> None:
+        if self._handle is None:
+            self._handle = self._tmp.open("w", encoding="utf-8", newline="")
+            self._writer = csv.writer(self._handle)
+            # _row and _reason first: the reason is what a person reads first, and extra cells
+            # of an over-long row stay at the end instead of landing under these columns.
+            self._writer.writerow([*REJECTS_COLUMNS, *self._header])
+        self._writer.writerow([row.number, reason, *row.cells])
+
+    def finish(self) -> None:
+        if self._handle is not None:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+            self._handle = None
+            os.replace(self._tmp, self.path)
+            self.written = True
+        else:
+            # A clean run leaves no stale rejects from an earlier one.
+            self.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+            self._tmp.unlink(missing_ok=True)
