@@ -125,6 +125,8 @@ class _Run:
     stopped_reason: str | None = None
     seen_keys: dict[str, int] = field(default_factory=dict)
     rejects: RejectsFile = field(init=False)
+    file: str = field(init=False)  # the resolved path, as the ledger and the report name it
+    dropped: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.rejects = RejectsFile(self.csv_path, self.checked.header)
