@@ -1,7 +1,7 @@
 """The wording of why a row needs a person, or why a run stopped.
 
-Each reason says what happened and what to do next. None quotes a cell's value (answers are
-personal data); request ids are quoted so a reason can be traced on the server.
+Each reason says what happened and, where a person must act, what to do. None quotes a
+cell's value (answers are personal data); request ids are quoted so a reason can be traced.
 """
 
 from __future__ import annotations
