@@ -22,7 +22,7 @@ from iozen_etl.warehouse.checks import (
     published_connection,
     run_all_checks,
 )
-from iozen_etl.warehouse.load import apply_sql
+from iozen_etl.warehouse.sql_files import apply_sql
 from tests.warehouse.lake import (
     at,
     bot_row,

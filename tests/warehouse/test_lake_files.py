@@ -11,8 +11,7 @@ import pyarrow.parquet as pq
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
 from iozen_etl.warehouse import TableCounts, load_warehouse
-from iozen_etl.warehouse.lake_files import list_lake
-from iozen_etl.warehouse.load import FooterChecks
+from iozen_etl.warehouse.lake_files import FooterChecks, list_lake
 from tests.warehouse.lake import bot_row, fetch, submission_row, write_lake, write_submissions
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse import WarehouseBusy, load_warehouse
-from iozen_etl.warehouse.load import _lock_path
+from iozen_etl.warehouse.load import lock_path
 from iozen_etl.warehouse.publish import (
     DELTA_CHUNK,
     _rewrite_changed_blocks,
@@ -141,7 +141,7 @@ def test_readers_see_only_whole_loads(paths: DataPaths, tmp_path: Path) -> None:
 
 
 def test_only_one_writer_at_a_time(paths: DataPaths) -> None:
-    with writer_lock(_lock_path(paths)), pytest.raises(WarehouseBusy):
+    with writer_lock(lock_path(paths)), pytest.raises(WarehouseBusy):
         load_warehouse(paths, wait=False)
     load_warehouse(paths, wait=False)  # released
 

@@ -8,7 +8,7 @@ import re
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
 from iozen_etl.warehouse import load_warehouse
-from iozen_etl.warehouse.load import SQL_DIR, sql_files
+from iozen_etl.warehouse.sql_files import SQL_DIR, sql_files
 from tests.warehouse.lake import (
     ALL_FIELD_TYPES,
     bot_row,
