@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from iozen_etl.api.models import IntakeBot, SchemaItem, Submission
-from iozen_etl.sync.state import (
-    InProgress,
-)
+from iozen_etl.sync.reports import BotSubmissionsReport
+from iozen_etl.sync.state import InProgress
 
 IN_PROGRESS = "IN_PROGRESS"
 
@@ -69,6 +68,43 @@ class BotRun:
         newest = max((sub.created_at for sub in items), default=None)
         if newest is not None and (self.last_submission_at or "") < newest:
             self.last_submission_at = newest
+
+    def report(
+        self,
+        action: str,
+        error: str | None,
+        *,
+        resume_point_before: str | None,
+        resume_point_after: str | None,
+        in_progress_unchecked: int,
+    ) -> BotSubmissionsReport:
+        """The tally, frozen, with what only the caller knows."""
+        return BotSubmissionsReport(
+            intake_bot_id=self.bot.id,
+            action=action,
+            intake_bot_name=self.bot.name,
+            pages=self.pages,
+            requests=self.requests,
+            rows_new=self.rows_new,
+            rows_rescanned=self.rows_rescanned,
+            refreshed=self.refreshed,
+            refresh_updated=self.refresh_updated,
+            refresh_completed=self.refresh_completed,
+            refresh_missing=self.refresh_missing,
+            rows_reread=self.rows_reread,
+            in_progress_unchecked=in_progress_unchecked,
+            refresh_fallback=self.refresh_fallback,
+            files_written=self.files_written,
+            last_submission_at=self.last_submission_at,
+            resume_point_before=resume_point_before,
+            resume_point_after=resume_point_after,
+            rescan=self.rescan,
+            rescan_finished=self.rescan_finished,
+            resume_fallback=self.resume_fallback,
+            unknown_answer_fields=tuple(sorted(self.unknown_fields)),
+            type_mismatch_fields=tuple(sorted(self.mismatched_fields)),
+            error=error,
+        )
 
     def check_answer_kinds(
         self, page_schema: Sequence[SchemaItem] | None, answer_kinds: Collection[tuple[str, str]]

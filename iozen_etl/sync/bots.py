@@ -102,29 +102,11 @@ def sync_bots(
         for bot in listed
         if bot.id not in seen or seen[bot.id].seen_bot_updated_at != bot.updated_at
     ]
-    details = _Details()
-    if ceiling is not None:
-        details.stop.set()
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        list(pool.map(lambda bot: details.fetch(client, bot), to_fetch))
+    details = _fetch_details(client, to_fetch, stopped=ceiling is not None, concurrency=concurrency)
     changed = [details.bots[bot.id] for bot in to_fetch if bot.id in details.bots]
     rows = changed + _recounted(listed, seen, details.bots)
-    files = []
-    if details.fields:
-        files.append(
-            ("intake_bot_fields", None, stamp(synced_at), pa.concat_tables(details.fields))
-        )
-    if rows:
-        files.append(("intake_bots", None, stamp(synced_at), normalise.bots_table(rows, synced_at)))
-    lake.write_many(files)
-    for bot in rows:
-        state.set_seen(
-            SCHEMA_STREAM,
-            bot.id,
-            bot_updated_at=bot.updated_at,
-            submission_count=bot.submission_count,
-            schema_shape=bot.schema_shape,
-        )
+    files_written = _write_bots(lake, synced_at, rows, details.fields)
+    _record_seen(state, rows)
     delta = counts_delta(stats_before, request_counts(client))
     return BotsReport(
         bots=tuple(details.bots.get(bot.id, bot) for bot in listed),
@@ -133,10 +115,46 @@ def sync_bots(
         details_fetched=len(details.bots),
         detail_errors=tuple(sorted(details.errors)),
         rows_written=len(rows),
-        files_written=len(files),
+        files_written=files_written,
         requests=int(delta.get("requests", 0)),
         throttled=int(delta.get("throttled", 0)),
         seconds_waited=delta.get("seconds_waited", 0.0),
         stopped_by_wait_ceiling=details.stop.is_set(),
         elapsed_s=time.monotonic() - started,
     )
+
+
+def _fetch_details(
+    client: SyncClient, bots: Sequence[IntakeBot], *, stopped: bool, concurrency: int
+) -> _Details:
+    """The details of ``bots``, ``concurrency`` at a time (none once ``stopped``)."""
+    details = _Details()
+    if stopped:
+        details.stop.set()
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        list(pool.map(lambda bot: details.fetch(client, bot), bots))
+    return details
+
+
+def _write_bots(
+    lake: Lake, synced_at: str, rows: Sequence[IntakeBot], fields: Sequence[pa.Table]
+) -> int:
+    """The fetched schemas and the bots' rows, one file each (none when empty); files written."""
+    files = []
+    if fields:
+        files.append(("intake_bot_fields", None, stamp(synced_at), pa.concat_tables(fields)))
+    if rows:
+        files.append(("intake_bots", None, stamp(synced_at), normalise.bots_table(rows, synced_at)))
+    lake.write_many(files)
+    return len(files)
+
+
+def _record_seen(state: StateStore, bots: Sequence[IntakeBot]) -> None:
+    for bot in bots:
+        state.set_seen(
+            SCHEMA_STREAM,
+            bot.id,
+            bot_updated_at=bot.updated_at,
+            submission_count=bot.submission_count,
+            schema_shape=bot.schema_shape,
+        )

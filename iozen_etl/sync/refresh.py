@@ -43,6 +43,11 @@ class RefreshPlan:
         """Submissions this plan leaves for a later run (they may be stale until then)."""
         return max(0, self.tracked - self.pages_covered - self.gets)
 
+    @property
+    def reads(self) -> bool:
+        """Whether the plan reads anything in this run (pages or GETs)."""
+        return self.pages_from is not None or self.gets > 0
+
 
 def pages_to_end(position: int, submission_count: int) -> int:
     """Requests to read a bot's list from after ``position`` submissions to its end (at least

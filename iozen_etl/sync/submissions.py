@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 from iozen_etl.api.errors import (
@@ -93,6 +93,59 @@ class _Scan:
     reached_end: bool
 
 
+def _unchanged(bot: IntakeBot, live: StreamState | None) -> bool:
+    """The bot's count and version are what the last finished scan saw."""
+    return (
+        live is not None
+        and live.seen_submission_count == bot.submission_count
+        and live.seen_bot_updated_at == bot.updated_at
+    )
+
+
+def _rescan_reason(
+    live: StreamState | None, rescan: StreamState | None, *, full_refresh: bool
+) -> str | None:
+    """Why the bot is read again from the start in this run, or None when it is not."""
+    if rescan is not None:
+        return rescan.needs_rescan or "unfinished"
+    if full_refresh:
+        return "full_refresh"
+    if live is not None:
+        return live.needs_rescan
+    return None
+
+
+@dataclass
+class _Batch:
+    """Pages of one stream read but not yet in the lake, and where the first began: written
+    together, as one file per table, once they hold PAGES_PER_FILE pages, at the end of the
+    stream, or before an interruption is passed on. The resume point moves only past written
+    pages."""
+
+    stream: str
+    generation: int
+    start: _Start
+    pages: list[Page[Submission]] = field(default_factory=list)
+
+
+def _tally(
+    run: BotRun,
+    items: Sequence[Submission],
+    position: int | None,
+    *,
+    rescanning: bool,
+    reread: Reread | None,
+) -> None:
+    """Count a page read at ``position`` as new, rescanned or read again."""
+    run.pages += 1
+    run.saw(items)
+    reread_here = reread.count(run, items, position) if reread is not None else 0
+    if rescanning:
+        run.rows_rescanned += len(items)
+    else:
+        run.rows_new += len(items) - reread_here
+
+
 class _Engine:
     def __init__(
         self,
@@ -118,22 +171,21 @@ class _Engine:
             self._budget -= granted
             return granted
 
+    def stop_at_ceiling(self, error: str) -> None:
+        """Stop every bot's sync: the rate budget's wait ceiling was reached."""
+        self.ceiling_error = self.ceiling_error or error
+        self.stop.set()
+
     def sync_bot(
         self, bot: IntakeBot, *, full_refresh: bool, refresh: RefreshPlan | None
     ) -> BotSubmissionsReport:
         live = self.state.get(SUBMISSIONS_STREAM, bot.id)
         rescan = self.state.get(RESCAN_STREAM, bot.id)
         before = live.resume_point if live else None
-        # A bot flagged out_of_order is still skipped while unchanged: nothing new was added.
-        unchanged = (
-            live is not None
-            and live.seen_submission_count == bot.submission_count
-            and live.seen_bot_updated_at == bot.updated_at
-        )
         unchecked = refresh.unchecked if refresh is not None else 0
-        rereads = refresh is not None and refresh.pages_from is not None
-        gets = refresh.gets if refresh is not None else 0
-        if unchanged and not rereads and not gets and rescan is None and not full_refresh:
+        # A bot flagged out_of_order is still skipped while unchanged: nothing new was added.
+        streams_due = not _unchanged(bot, live) or rescan is not None or full_refresh
+        if not streams_due and (refresh is None or not refresh.reads):
             return BotSubmissionsReport(
                 bot.id,
                 "skipped",
@@ -143,56 +195,57 @@ class _Engine:
                 in_progress_unchecked=unchecked,
             )
         run = BotRun(bot)
-        action = "synced"
-        error: str | None = None
+        action, error = self._read_bot(
+            run, live, rescan, streams_due=streams_due, full_refresh=full_refresh, refresh=refresh
+        )
+        after = self.state.get(SUBMISSIONS_STREAM, bot.id)
+        return run.report(
+            action,
+            error,
+            resume_point_before=before,
+            resume_point_after=after.resume_point if after else None,
+            in_progress_unchecked=unchecked,
+        )
+
+    def _read_bot(
+        self,
+        run: BotRun,
+        live: StreamState | None,
+        rescan: StreamState | None,
+        *,
+        streams_due: bool,
+        full_refresh: bool,
+        refresh: RefreshPlan | None,
+    ) -> tuple[str, str | None]:
+        """Read the bot's streams (or only its pages holding IN_PROGRESS rows), then GET the
+        IN_PROGRESS rows the pages did not cover; the action and error to report."""
         reread = refresh.pages_from if refresh is not None else None
         try:
-            if not unchanged or rescan is not None or full_refresh:
+            if streams_due:
                 self._sync_streams(run, live, rescan, full_refresh=full_refresh, reread=reread)
             elif reread is not None:
                 # Unchanged: its pages are read again for the IN_PROGRESS rows, nothing else.
                 self._reread_pages(run, reread)
-            if run.refresh_fallback and refresh is not None:
-                gets += self.take_refresh_budget(refresh.pages_covered)
-            # Rows the pages should have shown and did not (deleted, or moved): asked one by one.
-            gets += self.take_refresh_budget(run.reread_unseen)
-            self._refresh_in_progress(run, gets)
+            self._refresh_in_progress(run, self._gets_funded(run, refresh))
         except (_Stop, WaitCeilingReached) as stop:
             if isinstance(stop, WaitCeilingReached):
-                self.ceiling_error = self.ceiling_error or str(stop)
-            self.stop.set()
-            action = "stopped"
+                self.stop_at_ceiling(str(stop))
+            else:
+                self.stop.set()
+            return "stopped", None
         except (IozenError, normalise.NormaliseError, OSError, _CursorRejected) as failure:
             # _CursorRejected here: even the scan from the start had a cursor refused (cursors
             # that expire faster than this bot can be read); the other bots go on.
-            action, error = "failed", str(failure)
-        after = self.state.get(SUBMISSIONS_STREAM, bot.id)
-        return BotSubmissionsReport(
-            intake_bot_id=bot.id,
-            action=action,
-            intake_bot_name=bot.name,
-            pages=run.pages,
-            requests=run.requests,
-            rows_new=run.rows_new,
-            rows_rescanned=run.rows_rescanned,
-            refreshed=run.refreshed,
-            refresh_updated=run.refresh_updated,
-            refresh_completed=run.refresh_completed,
-            refresh_missing=run.refresh_missing,
-            rows_reread=run.rows_reread,
-            in_progress_unchecked=unchecked,
-            refresh_fallback=run.refresh_fallback,
-            files_written=run.files_written,
-            last_submission_at=run.last_submission_at,
-            resume_point_before=before,
-            resume_point_after=after.resume_point if after else None,
-            rescan=run.rescan,
-            rescan_finished=run.rescan_finished,
-            resume_fallback=run.resume_fallback,
-            unknown_answer_fields=tuple(sorted(run.unknown_fields)),
-            type_mismatch_fields=tuple(sorted(run.mismatched_fields)),
-            error=error,
-        )
+            return "failed", str(failure)
+        return "synced", None
+
+    def _gets_funded(self, run: BotRun, refresh: RefreshPlan | None) -> int:
+        """GETs for the IN_PROGRESS rows: the plan's, those a refused page re-read was to cover,
+        and the rows the pages should have shown and did not (deleted, or moved)."""
+        gets = refresh.gets if refresh is not None else 0
+        if run.refresh_fallback and refresh is not None:
+            gets += self.take_refresh_budget(refresh.pages_covered)
+        return gets + self.take_refresh_budget(run.reread_unseen)
 
     def _sync_streams(
         self,
@@ -203,39 +256,43 @@ class _Engine:
         full_refresh: bool,
         reread: TrackedPage | None,
     ) -> None:
-        bot = run.bot
+        reason = _rescan_reason(live, rescan, full_refresh=full_refresh)
         generation = live.scan_generation if live else 0
-        reason = None
-        if rescan is not None:
-            reason = rescan.needs_rescan or "unfinished"
-        elif full_refresh:
-            reason = "full_refresh"
-        elif live is not None and live.needs_rescan is not None:
-            reason = live.needs_rescan
         if rescan is None and reason is not None and live is not None:
             generation += 1
-            self.state.start_scan(RESCAN_STREAM, bot.id, reason=reason, generation=generation)
-            rescan = self.state.get(RESCAN_STREAM, bot.id)
+            rescan = self._start_rescan(run.bot.id, reason, generation)
         if rescan is not None:
             self._rescan(run, rescan, reason or "unfinished")
             return
-        # The live stream, from its resume point (a first sync starts at the beginning), or from
-        # an earlier page start when IN_PROGRESS rows sit there: one pass reads both.
-        scan: _Scan | None = None
+        scan, start, generation = self._live_scan(run, live, reread, generation)
+        if scan.reached_end:
+            self._finish_live_scan(run, scan, start, generation)
+
+    def _start_rescan(self, bot_id: str, reason: str, generation: int) -> StreamState:
+        self.state.start_scan(RESCAN_STREAM, bot_id, reason=reason, generation=generation)
+        rescan = self.state.get(RESCAN_STREAM, bot_id)
+        assert rescan is not None
+        return rescan
+
+    def _live_scan(
+        self, run: BotRun, live: StreamState | None, reread: TrackedPage | None, generation: int
+    ) -> tuple[_Scan, _Start, int]:
+        """The live stream, from its resume point (a first sync starts at the beginning), or from
+        an earlier page start when IN_PROGRESS rows sit there: one pass reads both.
+
+        Returns the scan, where it really started, and the generation it wrote."""
         start: _Start = (live.resume_point, live.position) if live else (None, 0)
         if reread is not None and live is not None:
             try:
                 scan = self._reread_scan(run, reread, generation, until=live.position)
-                start = (reread.start, reread.position)
+                return scan, (reread.start, reread.position), generation
             except _CursorRejected:
                 run.refresh_fallback = True  # one GET each instead, after the live stream
-        if scan is None:
-            scan, start, generation = self._scan_or_restart(
-                run, SUBMISSIONS_STREAM, start, generation, rescanning=False
-            )
-        if not scan.reached_end:
-            return
-        ordered_from_start = scan.in_order or start[0] is None
+        return self._scan_or_restart(run, SUBMISSIONS_STREAM, start, generation, rescanning=False)
+
+    def _finish_live_scan(self, run: BotRun, scan: _Scan, start: _Start, generation: int) -> None:
+        """Record a live scan that reached the end; rescan the bot when its order was not kept."""
+        bot = run.bot
         self.state.complete_scan(
             bot.id,
             submission_count=bot.submission_count,
@@ -244,16 +301,12 @@ class _Engine:
             needs_rescan=None if scan.in_order else "out_of_order",
             generation=generation,
         )
-        if start[0] is None and run.rescan == "cursor_rejected":
+        from_start = start[0] is None
+        if from_start and run.rescan == "cursor_rejected":
             run.rescan_finished = True
-        if not ordered_from_start:
+        if not (scan.in_order or from_start):
             # Items may sit before the resume point we trusted: read the bot again from the start.
-            generation += 1
-            self.state.start_scan(
-                RESCAN_STREAM, bot.id, reason="out_of_order", generation=generation
-            )
-            rescan = self.state.get(RESCAN_STREAM, bot.id)
-            assert rescan is not None
+            rescan = self._start_rescan(bot.id, "out_of_order", generation + 1)
             self._rescan(run, rescan, "out_of_order")
 
     def _rescan(self, run: BotRun, rescan: StreamState, reason: str) -> None:
@@ -337,68 +390,64 @@ class _Engine:
         """Read ``stream`` from ``start`` (a cursor and the submissions before it) to the end,
         writing and committing its pages ten to a file. With ``reread``, the rows before the
         old resume point are counted as read again and the IN_PROGRESS ones checked."""
-        bot_id = run.bot.id
         point, position = start
         in_order = True
         pages = self._pages(run, point)
-        # Pages read but not yet in the lake: written together, as one file per table, once they
-        # hold PAGES_PER_FILE pages, at the end of the stream, or before an interruption is
-        # passed on (what was read is kept). The resume point moves only past written pages.
-        unwritten: list[Page[Submission]] = []
-        unwritten_start = start
+        batch = _Batch(stream, generation, start)
         while True:
-            if self.stop.is_set():
-                self._store_pages(run, stream, unwritten, unwritten_start, generation)
-                raise _Stop
-            try:
-                page = next(pages)
-            except StopIteration:
-                self._store_pages(run, stream, unwritten, unwritten_start, generation)
+            page = self._next_page(run, pages, batch, point)
+            if page is None:
                 return _Scan(point, in_order, reached_end=True)
-            except IozenError as failure:
-                self._store_pages(run, stream, unwritten, unwritten_start, generation)
-                if (
-                    isinstance(failure, ValidationFailed)
-                    and failure.is_cursor_error
-                    and point is not None
-                ):
-                    raise _CursorRejected(stream, bot_id, point, failure) from failure
-                raise
-            unwritten.append(page)
-            run.pages += 1
-            run.saw(page.items)
-            reread_here = reread.count(run, page.items, position) if reread is not None else 0
-            if rescanning:
-                run.rows_rescanned += len(page.items)
-            else:
-                run.rows_new += len(page.items) - reread_here
+            batch.pages.append(page)
+            _tally(run, page.items, position, rescanning=rescanning, reread=reread)
             in_order = in_order and page.in_order
             point = page.resume_point
             position = None if position is None else position + len(page.items)
-            if len(unwritten) >= PAGES_PER_FILE:
-                self._store_pages(run, stream, unwritten, unwritten_start, generation)
-                unwritten, unwritten_start = [], (point, position)
+            if len(batch.pages) >= PAGES_PER_FILE:
+                self._store_pages(run, batch)
+                batch = _Batch(stream, generation, (point, position))
 
-    def _store_pages(
+    def _next_page(
         self,
         run: BotRun,
-        stream: str,
-        pages: Sequence[Page[Submission]],
-        start: _Start,
-        generation: int,
-    ) -> None:
-        """Write consecutive pages that began at ``start`` durably, then move the resume point
-        past the last of them (with their IN_PROGRESS bookkeeping) in one state transaction."""
+        pages: Iterator[Page[Submission]],
+        batch: _Batch,
+        point: str | None,
+    ) -> Page[Submission] | None:
+        """The next page of the stream, None at its end. At the end, or before a stop or a
+        failure is passed on, the pages of ``batch`` are stored first (what was read is kept)."""
+        if self.stop.is_set():
+            self._store_pages(run, batch)
+            raise _Stop
+        try:
+            return next(pages)
+        except StopIteration:
+            self._store_pages(run, batch)
+            return None
+        except IozenError as failure:
+            self._store_pages(run, batch)
+            if (
+                isinstance(failure, ValidationFailed)
+                and failure.is_cursor_error
+                and point is not None
+            ):
+                raise _CursorRejected(batch.stream, run.bot.id, point, failure) from failure
+            raise
+
+    def _store_pages(self, run: BotRun, batch: _Batch) -> None:
+        """Write the batch's pages durably, then move the resume point past the last of them
+        (with their IN_PROGRESS bookkeeping) in one state transaction."""
+        pages = batch.pages
         if not pages:
             return
         bot_id = run.bot.id
-        cursor, position = start
+        cursor, position = batch.start
         subs = [sub for page in pages for sub in page.items]
         if subs:
-            stem = f"{generation:05d}-{cursor if cursor is not None else 'start'}"
+            stem = f"{batch.generation:05d}-{cursor if cursor is not None else 'start'}"
             self._write_page(run, bot_id, stem, subs, pages[-1].schema)
         self.state.commit_pages(
-            stream,
+            batch.stream,
             bot_id,
             pages[-1].resume_point,
             len(subs),
@@ -537,40 +586,24 @@ def sync_submissions(
     started = time.monotonic()
     stats_before = request_counts(client)
     synced_at = clock()
-    ceiling_error: str | None = None
-    reports: list[BotSubmissionsReport] = []
+    ceiling: WaitCeilingReached | None = None
     if bots is None:
         bots, ceiling = list_bots(client)
-        ceiling_error = str(ceiling) if ceiling is not None else None
     wanted = [bot for bot in bots if only_bots is None or bot.id in only_bots]
     listed_ids = {bot.id for bot in bots}
-    for unknown in sorted(set(only_bots or ()) - listed_ids):
-        reports.append(BotSubmissionsReport(unknown, "missing"))
+    missing = [
+        BotSubmissionsReport(unknown, "missing")
+        for unknown in sorted(set(only_bots or ()) - listed_ids)
+    ]
     refresh = frozenset(full_refresh)
     plans, budget_left = plan_refreshes(wanted, state, in_progress_refresh_limit, rescanned=refresh)
     engine = _Engine(client, lake, state, synced_at=synced_at, refresh_budget=budget_left)
-    if ceiling_error is not None:
-        engine.stop.set()
-        engine.ceiling_error = ceiling_error
-    lock = threading.Lock()
-
-    def one(bot: IntakeBot) -> None:
-        if engine.stop.is_set():
-            report = BotSubmissionsReport(bot.id, "stopped", bot.name)
-        else:
-            report = engine.sync_bot(bot, full_refresh=bot.id in refresh, refresh=plans.get(bot.id))
-        with lock:
-            reports.append(report)
-        if progress is not None:
-            progress(report)
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        for _ in pool.map(one, wanted):
-            pass
+    if ceiling is not None:
+        engine.stop_at_ceiling(str(ceiling))
+    synced = _sync_each(engine, wanted, plans, refresh, concurrency=concurrency, progress=progress)
     delta = counts_delta(stats_before, request_counts(client))
-    order = {bot.id: index for index, bot in enumerate(wanted)}
     return SubmissionsReport(
-        bots=tuple(sorted(reports, key=lambda r: order.get(r.intake_bot_id, -1))),
+        bots=(*missing, *synced),
         requests=int(delta.get("requests", 0)),
         throttled=int(delta.get("throttled", 0)),
         retries=int(delta.get("retries", 0)),
@@ -579,3 +612,28 @@ def sync_submissions(
         wait_ceiling_error=engine.ceiling_error,
         elapsed_s=time.monotonic() - started,
     )
+
+
+def _sync_each(
+    engine: _Engine,
+    bots: Sequence[IntakeBot],
+    plans: Mapping[str, RefreshPlan],
+    full_refresh: frozenset[str],
+    *,
+    concurrency: int,
+    progress: Callable[[BotSubmissionsReport], None] | None,
+) -> list[BotSubmissionsReport]:
+    """Each bot's sync, ``concurrency`` at a time; the reports in the order of ``bots``."""
+
+    def one(bot: IntakeBot) -> BotSubmissionsReport:
+        if engine.stop.is_set():
+            report = BotSubmissionsReport(bot.id, "stopped", bot.name)
+        else:
+            plan = plans.get(bot.id)
+            report = engine.sync_bot(bot, full_refresh=bot.id in full_refresh, refresh=plan)
+        if progress is not None:
+            progress(report)
+        return report
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        return list(pool.map(one, bots))
