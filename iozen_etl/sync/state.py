@@ -1,10 +1,13 @@
 """Sync state in SQLite (WAL): resume points per (stream, bot), and submissions stored IN_PROGRESS.
 
-SQLite because a commit per batch of pages must be cheap (about 0.1 ms in WAL mode with
-``synchronous=NORMAL``, which survives a killed process; a power cut may lose the last commits,
-and then the pages after the older resume point are fetched again and their files replaced,
-never duplicated).
+SQLite because a commit per batch of pages must be cheap (WAL mode with ``synchronous=NORMAL``,
+which survives a killed process; a power cut may lose the last commits, and then the pages after
+the older resume point are fetched again and their files replaced, never duplicated).
 One connection guarded by a lock serves every thread of a run.
+
+Over 400 lines on purpose: this module is the one place that knows the state file's tables
+(``sync_state``, ``in_progress``, the pipeline's ``bot_listing``) and their SQL; other readers,
+such as the warehouse's copy, go through :meth:`StateStore.read_table`.
 """
 
 from __future__ import annotations
@@ -112,8 +115,38 @@ def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+@dataclass(frozen=True)
+class StoredTable:
+    """One table of the state file as stored: SQLite is dynamically typed, so a value need not
+    match its column's declared type."""
+
+    columns: tuple[tuple[str, str], ...]  # (name, declared type; "" when none)
+    rows: list[tuple[object, ...]]
+
+
 class StateStore:
     """Thread-safe access to ``sync_state`` and ``in_progress`` in the state file."""
+
+    @staticmethod
+    def read_table(path: Path, table: str) -> StoredTable | None:
+        """Any table of the state file as stored (None: no such file or table), for copies.
+
+        Opened read-only and apart from any store: it never creates the file or adds columns,
+        and never takes a write lock the sync would wait on.
+        """
+        if not path.exists():
+            return None
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            info = db.execute(f'PRAGMA table_info("{table}")').fetchall()
+            if not info:
+                return None
+            names = [str(row[1]) for row in info]
+            quoted = ", ".join(f'"{name}"' for name in names)
+            rows = db.execute(f'SELECT {quoted} FROM "{table}"').fetchall()
+        finally:
+            db.close()
+        return StoredTable(tuple((str(row[1]), str(row[2] or "")) for row in info), rows)
 
     def __init__(self, path: Path, *, now: Callable[[], str] = utc_now_iso) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -276,15 +309,6 @@ class StateStore:
                 "rescans_total = rescans_total + 1, needs_rescan = COALESCE(?, needs_rescan), "
                 "updated_at = ? WHERE stream = ? AND intake_bot_id = ?",
                 (generation, reason, self._now(), stream, intake_bot_id),
-            )
-
-    def set_needs_rescan(self, intake_bot_id: str, reason: str | None) -> None:
-        with self._transaction() as db:
-            self._ensure(db, SUBMISSIONS_STREAM, intake_bot_id)
-            db.execute(
-                "UPDATE sync_state SET needs_rescan = ?, updated_at = ? "
-                "WHERE stream = ? AND intake_bot_id = ?",
-                (reason, self._now(), SUBMISSIONS_STREAM, intake_bot_id),
             )
 
     def complete_scan(

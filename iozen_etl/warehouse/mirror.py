@@ -2,18 +2,19 @@
 
 ``sync_state`` and ``replay_ledger`` are committed per page / per row in SQLite by the sync and
 the replay; the load copies them whole (they hold one row per stream or per replayed CSV row,
-small next to the submissions). A missing file or table gives an empty table.
+small next to the submissions), read through ``StateStore.read_table``. A missing file or table
+gives an empty table.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
+from iozen_etl.sync.state import StateStore, StoredTable
 from iozen_etl.warehouse.merge import scalar
 
 MIRRORED_TABLES = ("sync_state", "replay_ledger")
@@ -61,26 +62,14 @@ def _duckdb_type(declared: str) -> pa.DataType:
     return pa.string()
 
 
-def _read_sqlite_table(state_db: Path, table: str) -> pa.Table | None:
-    if not state_db.exists():
-        return None
-    # Read-only URI: never create the file, never take a write lock the sync would wait on.
-    conn = sqlite3.connect(f"file:{state_db}?mode=ro", uri=True, timeout=30.0)
-    try:
-        info = conn.execute(f'pragma table_info("{table}")').fetchall()
-        if not info:
-            return None
-        names = [str(row[1]) for row in info]
-        types = [_duckdb_type(str(row[2] or "")) for row in info]
-        quoted = ", ".join(f'"{name}"' for name in names)
-        rows = conn.execute(f'select {quoted} from "{table}"').fetchall()
-    finally:
-        conn.close()
+def _as_arrow(stored: StoredTable) -> pa.Table:
+    """The stored table typed by its declared column types."""
     arrays = []
-    for index, arrow_type in enumerate(types):
-        values = [_coerce(row[index], arrow_type) for row in rows]
+    for index, (_, declared) in enumerate(stored.columns):
+        arrow_type = _duckdb_type(declared)
+        values = [_coerce(row[index], arrow_type) for row in stored.rows]
         arrays.append(pa.array(values, type=arrow_type))
-    return pa.Table.from_arrays(arrays, names=names)
+    return pa.Table.from_arrays(arrays, names=[name for name, _ in stored.columns])
 
 
 def _coerce(value: object, arrow_type: pa.DataType) -> object:
@@ -102,32 +91,37 @@ def mirror_state(con: duckdb.DuckDBPyConnection, state_db: Path) -> dict[str, in
     """Replace the mirrored tables with the SQLite copies; returns their row counts."""
     counts: dict[str, int] = {}
     for table in MIRRORED_TABLES:
-        data = _read_sqlite_table(state_db, table)
-        if data is None:
-            exists = scalar(
-                con,
-                "select count(*) from duckdb_tables()"
-                " where table_name = ? and schema_name = 'main'",
-                [table],
-            )
-            if exists:
-                con.execute(f"delete from {table}")
-            else:
-                cols = ", ".join(f"{name} {kind}" for name, kind in _EMPTY_COLUMNS[table])
-                con.execute(f"create table {table} ({cols})")
+        stored = StateStore.read_table(state_db, table)
+        if stored is None:
+            _empty_mirror(con, table)
             counts[table] = 0
-            continue
+        else:
+            counts[table] = _replace_mirror(con, table, _as_arrow(stored))
+    return counts
+
+
+def _empty_mirror(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    exists = scalar(
+        con,
+        "select count(*) from duckdb_tables() where table_name = ? and schema_name = 'main'",
+        [table],
+    )
+    if exists:
+        con.execute(f"delete from {table}")
+    else:
+        cols = ", ".join(f"{name} {kind}" for name, kind in _EMPTY_COLUMNS[table])
+        con.execute(f"create table {table} ({cols})")
+
+
+def _replace_mirror(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> int:
+    cols = ", ".join(f"{_quoted(f.name)} {_SQL_TYPES.get(f.type, 'varchar')}" for f in data.schema)
+    con.execute(f"create or replace table {table} ({cols})")
+    if data.num_rows:
         # Inserted from Python lists: registering an Arrow table makes duckdb import pandas,
         # which alone costs more than a small load.
-        cols = ", ".join(
-            f"{_quoted(f.name)} {_SQL_TYPES.get(f.type, 'varchar')}" for f in data.schema
+        unnested = ", ".join(f"unnest(${i + 1})" for i in range(data.num_columns))
+        con.execute(
+            f"insert into {table} select {unnested}",
+            [column.to_pylist() for column in data.columns],
         )
-        con.execute(f"create or replace table {table} ({cols})")
-        if data.num_rows:
-            unnested = ", ".join(f"unnest(${i + 1})" for i in range(data.num_columns))
-            con.execute(
-                f"insert into {table} select {unnested}",
-                [column.to_pylist() for column in data.columns],
-            )
-        counts[table] = data.num_rows
-    return counts
+    return int(data.num_rows)

@@ -87,3 +87,19 @@ def test_commits_from_many_threads_are_all_kept(tmp_path):
         rows = state.all(SUBMISSIONS_STREAM)
         assert len(rows) == 8
         assert {(r.resume_point, r.pages_total) for r in rows.values()} == {("c49", 50)}
+
+
+def test_read_table_copies_a_table_as_stored_without_creating_anything(tmp_path):
+    path = tmp_path / "state.sqlite"
+    assert StateStore.read_table(path, "sync_state") is None
+    assert not path.exists()
+    with StateStore(path) as state:
+        state.commit_pages(SUBMISSIONS_STREAM, "b1", "c1", 1)
+    stored = StateStore.read_table(path, "sync_state")
+    assert stored is not None
+    names = [name for name, _ in stored.columns]
+    assert ("stream", "TEXT") in stored.columns and ("position", "INTEGER") in stored.columns
+    assert len(stored.rows) == 1
+    row = dict(zip(names, stored.rows[0], strict=True))
+    assert (row["stream"], row["intake_bot_id"], row["resume_point"]) == ("submissions", "b1", "c1")
+    assert StateStore.read_table(path, "no_such_table") is None
