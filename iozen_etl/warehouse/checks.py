@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeAlias
 
 import duckdb
 
@@ -19,6 +20,8 @@ from iozen_etl.warehouse.merge import scalar
 ERROR = "ERROR"
 WARN = "WARN"
 SAMPLE = 20  # how many offending ids a check names in its metadata
+# Fields named in a check's metadata: bot id, field name and what is found about the field.
+Fields: TypeAlias = list[dict[str, object]]
 
 UNIQUE_KEYS: Mapping[str, tuple[str, ...]] = {
     "intake_bots": ("id",),
@@ -117,6 +120,30 @@ def check_schema_drift(
     """
     latest = scalar(con, "select coalesce(max(load_id), 0) from load_runs")
     since = latest if since_load_id is None else since_load_id
+    type_changes, new_fields, removed = _schema_changes(con, since)
+    unknown_fields = _undeclared_answer_fields(con)
+    return CheckResult(
+        name="schema_drift",
+        passed=not (type_changes or new_fields or removed or unknown_fields),
+        severity=ERROR if type_changes else WARN,
+        metadata={
+            "since_load_id": since,
+            "type_changes": type_changes[:SAMPLE],
+            "new_fields": new_fields[:SAMPLE],
+            "removed_fields": removed[:SAMPLE],
+            "undeclared_answer_fields": unknown_fields[:SAMPLE],
+            "counts": {
+                "type_changes": len(type_changes),
+                "new_fields": len(new_fields),
+                "removed_fields": len(removed),
+                "undeclared_answer_fields": len(unknown_fields),
+            },
+        },
+    )
+
+
+def _schema_changes(con: duckdb.DuckDBPyConnection, since: int) -> tuple[Fields, Fields, Fields]:
+    """(type changes, new fields, removed fields) of the schemas replaced since load ``since``."""
     changes = con.execute(
         """
         with before as (
@@ -137,13 +164,21 @@ def check_schema_drift(
         """,
         [since],
     ).fetchall()
-    type_changes = [
+    type_changes: Fields = [
         {"intake_bot_id": b, "field": f, "from": old, "to": new}
         for b, f, old, new in changes
         if old is not None and new is not None
     ]
-    new_fields = [{"intake_bot_id": b, "field": f} for b, f, old, _ in changes if old is None]
-    removed = [{"intake_bot_id": b, "field": f} for b, f, _, new in changes if new is None]
+    new_fields: Fields = [
+        {"intake_bot_id": b, "field": f} for b, f, old, _ in changes if old is None
+    ]
+    removed: Fields = [{"intake_bot_id": b, "field": f} for b, f, _, new in changes if new is None]
+    return type_changes, new_fields, removed
+
+
+def _undeclared_answer_fields(con: duckdb.DuckDBPyConnection) -> Fields:
+    """Per bot and field name, how many submissions the latest load changed answer a field
+    their bot's schema does not declare (bots without a stored schema are left out)."""
     unknown = con.execute(
         """
         select a.intake_bot_id, a.field_name, count(distinct a.submission_id)
@@ -160,28 +195,7 @@ def check_schema_drift(
         group by all order by 1, 2
         """
     ).fetchall()
-    unknown_fields = [
-        {"intake_bot_id": b, "field": f, "submissions": int(n)} for b, f, n in unknown
-    ]
-    severity = ERROR if type_changes else WARN
-    return CheckResult(
-        name="schema_drift",
-        passed=not (type_changes or new_fields or removed or unknown_fields),
-        severity=severity,
-        metadata={
-            "since_load_id": since,
-            "type_changes": type_changes[:SAMPLE],
-            "new_fields": new_fields[:SAMPLE],
-            "removed_fields": removed[:SAMPLE],
-            "undeclared_answer_fields": unknown_fields[:SAMPLE],
-            "counts": {
-                "type_changes": len(type_changes),
-                "new_fields": len(new_fields),
-                "removed_fields": len(removed),
-                "undeclared_answer_fields": len(unknown_fields),
-            },
-        },
-    )
+    return [{"intake_bot_id": b, "field": f, "submissions": int(n)} for b, f, n in unknown]
 
 
 def _newest_in_sync_state(con: duckdb.DuckDBPyConnection, column: str) -> datetime | None:
