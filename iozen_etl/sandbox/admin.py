@@ -1,97 +1,111 @@
-"""Sandbox-only routes under ``/_sandbox/``: move the world and read its ground truth.
-
-GET  truth/bots, truth/submissions?bot_id=, truth/webhooks, requests?route=&method=,
-     deliveries, clock
-POST generate {bot_id, n, status?, is_test?}, update {bot_id, submission_id, status?, data?},
-     pause {bot_id, status?}, add-field {bot_id, field}, add-bot {name?, fields?},
-     advance {seconds}, deliver
+"""Sandbox-only routes under ``/_sandbox/``: the control surface over HTTP, with the usual
+envelopes (a missing or bad field is a 400, an unknown action a 404).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from iozen_etl.sandbox.control import WorldControl
 from iozen_etl.sandbox.protocol import (
     Problem,
     SandboxRequest,
     SandboxResponse,
+    dumps,
     invalid,
     json_body,
     parse_query,
-    problem_body,
+    problem_response,
 )
-from iozen_etl.sandbox.world import dumps
 
-if TYPE_CHECKING:
-    from iozen_etl.sandbox.app import Sandbox
-
-
-def _error(problem: Problem, request_id: str) -> SandboxResponse:
-    headers = (("Content-Type", "application/json"), ("X-Request-Id", request_id))
-    return SandboxResponse(problem.status, headers, problem_body(problem))
+# Each gets the control surface and the parsed query (GET) or JSON object body (POST).
+Action = Callable[[WorldControl, Mapping[str, Any]], Any]
 
 
-def admin_response(sandbox: Sandbox, request: SandboxRequest, request_id: str) -> SandboxResponse:
-    """Answer one /_sandbox/ request with the usual envelopes."""
+def _generate(control: WorldControl, body: Mapping[str, Any]) -> Any:
+    ids = control.generate_submissions(
+        body["bot_id"], int(body.get("n", 1)), body.get("status"), bool(body.get("is_test"))
+    )
+    return {"ids": ids}
+
+
+def _update(control: WorldControl, body: Mapping[str, Any]) -> Any:
+    control.update_submission(
+        body["bot_id"], body["submission_id"], status=body.get("status"), data=body.get("data")
+    )
+    return {"updated": True}
+
+
+def _pause(control: WorldControl, body: Mapping[str, Any]) -> Any:
+    control.pause_bot(body["bot_id"], body.get("status", "PAUSED"))
+    return {"paused": True}
+
+
+def _add_field(control: WorldControl, body: Mapping[str, Any]) -> Any:
+    control.add_field(body["bot_id"], body["field"])
+    return {"added": True}
+
+
+def _advance(control: WorldControl, body: Mapping[str, Any]) -> Any:
+    control.clock.advance(float(body["seconds"]))
+    return {"now": control.clock.now()}
+
+
+ACTIONS: dict[tuple[str, str], Action] = {
+    ("GET", "truth/bots"): lambda control, _: control.truth_bots(),
+    ("GET", "truth/submissions"): lambda control, query: control.truth_submissions(
+        query.get("bot_id") or None
+    ),
+    ("GET", "truth/webhooks"): lambda control, _: control.truth_webhooks(),
+    ("GET", "requests"): lambda control, query: {
+        "count": control.request_count(query.get("route") or None, query.get("method") or None)
+    },
+    ("GET", "deliveries"): lambda control, _: [r.__dict__ for r in control.deliveries()],
+    ("GET", "clock"): lambda control, _: {"now": control.clock.now()},
+    ("POST", "generate"): _generate,
+    ("POST", "update"): _update,
+    ("POST", "pause"): _pause,
+    ("POST", "add-field"): _add_field,
+    ("POST", "add-bot"): lambda control, body: {
+        "id": control.add_bot(body.get("name", "New Bot"), body.get("fields"))
+    },
+    ("POST", "advance"): _advance,
+    ("POST", "deliver"): lambda control, _: {"attempted": control.deliver_due()},
+}
+
+
+def admin_response(
+    control: WorldControl, request: SandboxRequest, request_id: str
+) -> SandboxResponse:
+    """Answer one /_sandbox/ request."""
     try:
-        data = _dispatch(sandbox, request)
-        status, body = 200, dumps({"success": True, "data": data})
+        data = _run(control, request)
     except Problem as problem:
-        return _error(problem, request_id)
+        return problem_response(problem, request_id, [])
     except (ValueError, KeyError, TypeError) as error:
-        bad_request = invalid([], str(error), "invalid_request")
-        return _error(bad_request, request_id)
+        return problem_response(invalid([], str(error), "invalid_request"), request_id, [])
     headers = (("Content-Type", "application/json"), ("X-Request-Id", request_id))
-    return SandboxResponse(status, headers, body)
+    return SandboxResponse(200, headers, dumps({"success": True, "data": data}))
 
 
-def _dispatch(sandbox: Sandbox, request: SandboxRequest) -> Any:
-    action = request.path[len("/_sandbox/") :].strip("/")
-    query = parse_query(request.query)
+def _run(control: WorldControl, request: SandboxRequest) -> Any:
+    name = request.path[len("/_sandbox/") :].strip("/")
+    arguments: Mapping[str, Any]
     if request.method == "GET":
-        if action == "truth/bots":
-            return sandbox.truth_bots()
-        if action == "truth/submissions":
-            return sandbox.truth_submissions(query.get("bot_id") or None)
-        if action == "truth/webhooks":
-            return sandbox.truth_webhooks()
-        if action == "requests":
-            count = sandbox.request_count(query.get("route") or None, query.get("method") or None)
-            return {"count": count}
-        if action == "deliveries":
-            return [record.__dict__ for record in sandbox.deliveries()]
-        if action == "clock":
-            return {"now": sandbox.clock.now()}
+        arguments = parse_query(request.query)
+    elif request.method == "POST":
+        arguments = _object_body(request.body)
+    else:
         raise Problem(404, "resource_not_found", {"resource": "route"})
-    if request.method != "POST":
+    action = ACTIONS.get((request.method, name))
+    if action is None:
         raise Problem(404, "resource_not_found", {"resource": "route"})
-    body = json_body(request.body) if request.body else {}
+    return action(control, arguments)
+
+
+def _object_body(raw: bytes) -> dict[str, Any]:
+    body = json_body(raw) if raw else {}
     if not isinstance(body, dict):
         raise invalid([], "Expected an object")
-    if action == "generate":
-        ids = sandbox.generate_submissions(
-            body["bot_id"], int(body.get("n", 1)), body.get("status"), bool(body.get("is_test"))
-        )
-        return {"ids": ids}
-    if action == "update":
-        sandbox.update_submission(
-            body["bot_id"],
-            body["submission_id"],
-            status=body.get("status"),
-            data=body.get("data"),
-        )
-        return {"updated": True}
-    if action == "pause":
-        sandbox.pause_bot(body["bot_id"], body.get("status", "PAUSED"))
-        return {"paused": True}
-    if action == "add-field":
-        sandbox.add_field(body["bot_id"], body["field"])
-        return {"added": True}
-    if action == "add-bot":
-        return {"id": sandbox.add_bot(body.get("name", "New Bot"), body.get("fields"))}
-    if action == "advance":
-        sandbox.clock.advance(float(body["seconds"]))
-        return {"now": sandbox.clock.now()}
-    if action == "deliver":
-        return {"attempted": sandbox.deliver_due()}
-    raise Problem(404, "resource_not_found", {"resource": "route"})
+    return body

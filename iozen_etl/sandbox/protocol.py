@@ -6,10 +6,8 @@ import json
 import secrets
 import urllib.parse
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-
-from iozen_etl.sandbox.world import dumps
 
 MAX_BODY_BYTES = 1_048_576
 DEFAULT_LIMIT = 50
@@ -27,6 +25,11 @@ MESSAGES = {
     "idempotency_conflict": "Idempotency key was already used with a different request body",
     "internal_error": "An internal error occurred",
 }
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON, the form every stored and sent body uses."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,20 @@ class SandboxResponse:
     def header(self, name: str) -> str | None:
         lowered = name.lower()
         return next((value for key, value in self.headers if key.lower() == lowered), None)
+
+
+@dataclass
+class Outcome:
+    """What an endpoint made: its status, body and own headers (before the common ones)."""
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+def ok(data: Any) -> Outcome:
+    """A 200 with the success envelope around ``data``."""
+    return Outcome(200, dumps({"success": True, "data": data}))
 
 
 class Problem(Exception):
@@ -73,6 +90,19 @@ def issue(path: list[str | int], message: str, code: str) -> dict[str, Any]:
 def problem_body(problem: Problem) -> bytes:
     error = {"code": problem.code, "message": problem.message, "details": problem.details}
     return dumps({"success": False, "error": error})
+
+
+def problem_response(
+    problem: Problem, request_id: str, rate_headers: list[tuple[str, str]]
+) -> SandboxResponse:
+    """The error envelope as an answer, with the request id and rate-limit headers."""
+    headers = (
+        ("Content-Type", "application/json"),
+        ("X-Request-Id", request_id),
+        *rate_headers,
+        *problem.extra_headers,
+    )
+    return SandboxResponse(problem.status, headers, problem_body(problem))
 
 
 def new_request_id() -> str:

@@ -9,8 +9,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from iozen_etl.sandbox.app import Sandbox
-from iozen_etl.sandbox.protocol import MAX_BODY_BYTES, SandboxRequest, new_request_id
-from iozen_etl.sandbox.world import dumps
+from iozen_etl.sandbox.protocol import MAX_BODY_BYTES, SandboxRequest, dumps, new_request_id
 
 _READ_CHUNK = 65_536
 

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from iozen_etl.sandbox.protocol import Problem, invalid, issue
+from iozen_etl.sandbox.state import BotState
 from iozen_etl.sandbox.webhooks import EVENT_TYPES
-from iozen_etl.sandbox.world import BotState
 
 SUBMISSION_STATUSES = ("IN_PROGRESS", "COMPLETED")
 
