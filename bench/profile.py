@@ -33,7 +33,7 @@ from bench.sync import SHAPES, sandbox_process
 BUCKETS: list[tuple[str, str, str | None]] = [
     ("start-up imports", "<frozen importlib", None),
     ("bot details", "iozen_etl/sync/bots.py", None),
-    ("JSON decoding", "iozen_etl/api/client.py", "decode_json"),
+    ("JSON decoding", "iozen_etl/api/exchange.py", "decode_json"),
     ("HTTP (httpx, h11)", "httpx/", None),
     ("client (envelope, records, paging)", "iozen_etl/api/", None),
     ("answers table", "iozen_etl/sync/normalise.py", "_answers"),

@@ -5,7 +5,7 @@ Knows nothing of Dagster; everything a caller needs is importable from here.
 
 from __future__ import annotations
 
-from iozen_etl.api.client import MAX_BODY_BYTES, USER_AGENT, IozenClient
+from iozen_etl.api.client import USER_AGENT, IozenClient
 from iozen_etl.api.errors import (
     ApiError,
     AuthenticationRequired,
@@ -24,6 +24,7 @@ from iozen_etl.api.errors import (
     WaitCeilingReached,
     WorkspaceArchived,
 )
+from iozen_etl.api.exchange import MAX_BODY_BYTES
 from iozen_etl.api.models import (
     CreatedSubmission,
     IntakeBot,

@@ -1,8 +1,8 @@
 """IozenClient: the nine ioZen API v1 endpoints over one httpx.Client, typed records and errors.
 
-One request goes: rate budget (wait for a slot) -> send -> learn from the ``X-RateLimit-*``
-headers -> read the envelope -> return, or retry by the policy, or raise from the error tree.
-What is retried:
+Each request goes through ``exchange.Exchange``: rate budget (wait for a slot) -> send -> learn
+from the ``X-RateLimit-*`` headers -> read the envelope -> return, or retry by the policy, or
+raise from the error tree. What is retried:
 
 - 429 ``rate_limit_exceeded``: always (the server refused it, so nothing happened), after the
   server's hinted wait; the whole budget pauses meanwhile.
@@ -20,8 +20,6 @@ logs and reprs are built from the method, path, status and request id alone.
 
 from __future__ import annotations
 
-import json
-import logging
 import random
 import time
 import uuid
@@ -32,18 +30,10 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
-import msgspec
 
 from iozen_etl import __version__
-from iozen_etl.api.errors import (
-    ERRORS_BY_CODE,
-    ApiError,
-    BodyTooLarge,
-    IozenError,
-    MalformedResponse,
-    TransportError,
-    WaitCeilingReached,
-)
+from iozen_etl.api.errors import MalformedResponse
+from iozen_etl.api.exchange import Answer, Exchange, build_request
 from iozen_etl.api.models import (
     CreatedSubmission,
     IntakeBot,
@@ -51,6 +41,9 @@ from iozen_etl.api.models import (
     SchemaItem,
     Submission,
     Webhook,
+)
+from iozen_etl.api.paging import PAGE_SIZE, Ordered, build_page, iter_pages
+from iozen_etl.api.parsing import (
     WireFormatError,
     listed_submission_parser,
     parse_created_submission,
@@ -59,36 +52,22 @@ from iozen_etl.api.models import (
     parse_submission,
     parse_webhook,
 )
-from iozen_etl.api.paging import PAGE_SIZE, Ordered, build_page, iter_pages
 from iozen_etl.api.ratelimit import RateBudget, shared_budget
 from iozen_etl.api.retry import RetryPolicy
 from iozen_etl.api.stats import ClientStats
 from iozen_etl.settings import DEFAULT_BASE_URL
 
-MAX_BODY_BYTES = 1_048_576
 USER_AGENT = f"iozen-etl/{__version__}"
-
-logger = logging.getLogger(__name__)
 
 ItemT = TypeVar("ItemT", bound=Ordered)
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class _Answer:
-    """A successful response: status, the envelope's ``data`` (None for 204) and its headers."""
-
-    status: int
-    data: Mapping[str, Any] | None
-    headers: httpx.Headers
-    request_id: str | None
-
-
-@dataclass(frozen=True)
 class _Listed:
     """A list answer read off the wire: its envelope data, not yet parsed into records."""
 
-    answer: _Answer
+    answer: Answer
     path: str
     items_key: str
     raw_items: list[Any]
@@ -98,16 +77,6 @@ class _Listed:
     @property
     def request_id(self) -> str | None:
         return self.answer.request_id
-
-
-@dataclass(frozen=True)
-class _Failure:
-    """A failed attempt: the error to raise, whether to retry it, and after how long."""
-
-    error: IozenError
-    kind: str
-    retryable: bool
-    wait: float
 
 
 class IozenClient:
@@ -134,11 +103,7 @@ class IozenClient:
             raise ValueError("the API key holds characters that cannot go in an HTTP header")
         self.base_url = base_url.rstrip("/")
         self.stats = ClientStats()
-        self._policy = retry or RetryPolicy()
-        self._wall_clock = wall_clock
-        self._sleep = sleep
         self._rng = rng
-        self._jitter = rng or random.Random()
         if budget is None:
             # A client on injected time is a test: it must not share process-wide state.
             if clock is time.monotonic and sleep is time.sleep:
@@ -155,6 +120,15 @@ class IozenClient:
                 "User-Agent": USER_AGENT,
                 "Accept": "application/json",
             },
+        )
+        self._exchange = Exchange(
+            self._http,
+            budget,
+            retry or RetryPolicy(),
+            self.stats,
+            wall_clock=wall_clock,
+            sleep=sleep,
+            jitter=rng or random.Random(),
         )
 
     def __repr__(self) -> str:
@@ -377,7 +351,7 @@ class IozenClient:
         self._schema_cache = (raw, schema)
         return schema
 
-    def _parse(self, answer: _Answer, method: str, path: str, parse: Callable[[Any], T]) -> T:
+    def _parse(self, answer: Answer, method: str, path: str, parse: Callable[[Any], T]) -> T:
         try:
             return parse(answer.data)
         except WireFormatError as exc:
@@ -398,219 +372,27 @@ class IozenClient:
         body: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         expect_body: bool = True,
-    ) -> _Answer:
-        # The whole URL as one string: httpx's own merging of a base URL and a params dict cost
-        # ~0.15 ms a request, which is 3% of reading a page of submissions.
-        url = self.base_url + path
-        if params:
-            url += "?" + "&".join(
-                f"{name}={quote(str(value), safe='')}" for name, value in params.items()
-            )
-        headers: dict[str, str] | None = None
-        content: bytes | None = None
-        if body is not None:
-            content = _encode(body, method, path)
-            headers = {"Content-Type": "application/json"}
-        if idempotency_key is not None:
-            headers = {**(headers or {}), "Idempotency-Key": idempotency_key}
-        # A repeat is harmless for GET and DELETE, and for a POST the server can deduplicate.
-        repeatable = method in ("GET", "DELETE") or idempotency_key is not None
-        waited = 0.0
-        failures = 0  # failures other than 429: max_attempts bounds them
-        throttled = 0  # 429s: the server said when to come back, so only the ceiling bounds them
-        while True:
-            attempt = failures + throttled
-            ticket, paced = self.budget.acquire()
-            self.stats.count_request(paced)
-            try:
-                response = self._http.request(method, url, content=content, headers=headers)
-            except httpx.RequestError as exc:
-                self.budget.release(ticket)
-                failure = self._transport_failure(exc, method, path, attempt, repeatable)
-            except BaseException:
-                self.budget.release(ticket)
-                raise
-            else:
-                refused = response.status_code == 429
-                self.budget.observe(ticket, response.headers, counted=not refused)
-                outcome = self._classify(response, method, path, attempt, repeatable, expect_body)
-                if isinstance(outcome, _Answer):
-                    return outcome
-                failure = outcome
-                if failure.kind == "rate_limited":
-                    self.budget.refused(failure.wait)
-            if failure.kind == "rate_limited":
-                throttled += 1
-            else:
-                failures += 1
-            last_attempt = (
-                failures >= self._policy.max_attempts or throttled > self._policy.max_throttled
-            )
-            if not failure.retryable or last_attempt:
-                self.stats.count_failure(failure.kind)
-                raise failure.error
-            if waited + failure.wait > self._policy.max_total_wait:
-                self.stats.count_failure(failure.kind)
-                raise WaitCeilingReached(
-                    f"waiting {failure.wait:.1f}s more would pass the retry ceiling of "
-                    f"{self._policy.max_total_wait:.0f}s ({waited:.1f}s waited); "
-                    f"last failure: {failure.error.message}",
-                    waited=waited,
-                    next_wait=failure.wait,
-                    method=method,
-                    path=path,
-                    status=failure.error.status,
-                    request_id=failure.error.request_id,
-                ) from failure.error
-            logger.info(
-                "retrying %s %s in %.2fs after %s (status %s, request id %s)",
-                method,
-                path,
-                failure.wait,
-                failure.kind,
-                failure.error.status,
-                failure.error.request_id,
-            )
-            self.stats.count_retry(failure.kind, failure.wait)
-            self._sleep(failure.wait)
-            waited += failure.wait
-
-    def _transport_failure(
-        self, exc: httpx.RequestError, method: str, path: str, attempt: int, repeatable: bool
-    ) -> _Failure:
-        kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection"
-        # Nothing reached the server when the connection was never opened.
-        never_sent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-        error = TransportError(f"{kind} ({type(exc).__name__}: {exc})", method=method, path=path)
-        # A base URL httpx cannot use fails the same way every time.
-        retryable = (repeatable or never_sent) and not isinstance(exc, httpx.UnsupportedProtocol)
-        return _Failure(error, kind, retryable, self._policy.backoff(attempt, self._jitter))
-
-    def _classify(
-        self,
-        response: httpx.Response,
-        method: str,
-        path: str,
-        attempt: int,
-        repeatable: bool,
-        expect_body: bool,
-    ) -> _Answer | _Failure:
-        status = response.status_code
-        request_id = response.headers.get("x-request-id")
-        where: dict[str, Any] = {
-            "method": method,
-            "path": path,
-            "status": status,
-            "request_id": request_id,
-        }
-        envelope, problem = _read_envelope(response)
-        if 200 <= status < 300:
-            if not expect_body:
-                return _Answer(status, None, response.headers, request_id)
-            if envelope is not None and envelope["success"] is True:
-                data = envelope.get("data")
-                if isinstance(data, Mapping):
-                    return _Answer(status, data, response.headers, request_id)
-                problem = "success envelope without a 'data' object"
-            if envelope is None or problem:
-                retryable = repeatable and self._policy.retry_malformed
-                backoff = self._policy.backoff(attempt, self._jitter)
-                malformed = MalformedResponse(f"malformed success body: {problem}", **where)
-                return _Failure(malformed, "malformed", retryable, backoff)
-        error = _error_from(envelope, problem, where)
-        code = error.code if isinstance(error, ApiError) else None
-        if status == 429 and code != "plan_limit_exceeded":
-            details = error.details if isinstance(error, ApiError) else None
-            wait = self._policy.rate_limit_wait(
-                attempt,
-                self._jitter,
-                details=details,
-                headers=response.headers,
-                now_wall=self._wall_clock(),
-            )
-            return _Failure(error, "rate_limited", True, wait)
-        if status in self._policy.retryable_statuses and status != 429:
-            backoff = self._policy.backoff(attempt, self._jitter)
-            return _Failure(error, f"http_{status}", repeatable, backoff)
-        return _Failure(error, code or f"http_{status}", False, 0.0)
+    ) -> Answer:
+        request = build_request(
+            self.base_url,
+            method,
+            path,
+            params=params,
+            body=body,
+            idempotency_key=idempotency_key,
+            expect_body=expect_body,
+        )
+        return self._exchange.call(request)
 
 
 def _bot_summary(raw: Any) -> IntakeBot:
     return parse_intake_bot(raw, detail=False)
 
 
-def _malformed(problem: str, path: str, answer: _Answer) -> MalformedResponse:
+def _malformed(problem: str, path: str, answer: Answer) -> MalformedResponse:
     return MalformedResponse(
         problem, method="GET", path=path, status=answer.status, request_id=answer.request_id
     )
-
-
-def _error_from(
-    envelope: Mapping[str, Any] | None, problem: str | None, where: dict[str, Any]
-) -> IozenError:
-    """The error an unsuccessful answer stands for: its code's class, or MalformedResponse."""
-    error = envelope.get("error") if envelope is not None else None
-    if not isinstance(error, Mapping) or not isinstance(error.get("code"), str):
-        reason = problem or "an error answer without the error envelope"
-        return MalformedResponse(f"unexpected answer: {reason}", **where)
-    code = str(error["code"])
-    message = error.get("message")
-    details = error.get("details")
-    cls = ERRORS_BY_CODE.get(code, ApiError)
-    return cls(
-        str(message) if message else code,
-        code=code,
-        details=details if isinstance(details, Mapping) else {},
-        **where,
-    )
-
-
-_decode_json = msgspec.json.Decoder().decode
-
-
-def decode_json(content: bytes) -> Any:
-    """JSON text -> Python objects, as ``json.loads`` reads it, in C: msgspec builds the same
-    objects (big integers included); what it refuses and the standard library reads (NaN, a lone
-    surrogate escape, a number beyond a float) goes the standard library's way. Raises ValueError
-    when neither can read it."""
-    try:
-        return _decode_json(content)
-    except msgspec.DecodeError:
-        return json.loads(content)
-
-
-def _read_envelope(response: httpx.Response) -> tuple[Mapping[str, Any] | None, str | None]:
-    """The parsed envelope, or None and what was wrong with the body."""
-    content = response.content
-    if not content or content.isspace():
-        return None, "empty body"
-    try:
-        body = decode_json(content)
-    except ValueError:
-        content_type = response.headers.get("content-type", "")
-        if "html" in content_type or content.lstrip()[:1] == b"<":
-            return None, "an HTML page instead of JSON"
-        return None, "invalid or truncated JSON"
-    if not isinstance(body, Mapping) or not isinstance(body.get("success"), bool):
-        return None, "JSON without the 'success' envelope"
-    return body, None
-
-
-def _encode(body: Mapping[str, Any], method: str, path: str) -> bytes:
-    try:
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{method} {path}: the body is not JSON-serialisable ({exc})") from None
-    if len(content) > MAX_BODY_BYTES:
-        raise BodyTooLarge(
-            f"request body of {len(content):,} bytes is over the {MAX_BODY_BYTES:,}-byte limit; "
-            "not sent",
-            size=len(content),
-            limit=MAX_BODY_BYTES,
-            method=method,
-            path=path,
-        )
-    return content
 
 
 def _segment(value: str) -> str:

@@ -222,13 +222,24 @@ def test_webhooks_list_get_create_delete(client: IozenClient) -> None:
     assert (captured[3].method, captured[3].url.path) == ("DELETE", "/api/v1/webhooks/wh001")
 
 
-def delete_with_envelope(request: httpx.Request) -> httpx.Response:
-    return ok({"deleted": True, "id": "wh001"})
-
-
 def test_delete_accepts_the_200_envelope() -> None:
+    sent: list[httpx.Request] = []
+
+    def delete_with_envelope(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return ok({"deleted": True, "id": "wh001"})
+
     with make_client(delete_with_envelope) as client:
         client.delete_webhook("wh001")
+        # Done at the first answer: neither retried nor counted as a failure.
+        assert client.stats.snapshot() == {
+            "requests": 1,
+            "retries": 0,
+            "throttled": 0,
+            "seconds_waited": 0.0,
+            "seconds_paced": 0.0,
+        }
+    assert [(r.method, r.url.path) for r in sent] == [("DELETE", "/api/v1/webhooks/wh001")]
 
 
 def test_body_over_one_megabyte_is_refused_before_sending(client: IozenClient) -> None:

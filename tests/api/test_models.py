@@ -8,8 +8,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from iozen_etl.api.client import decode_json
-from iozen_etl.api.models import WireFormatError, _any_submission, listed_submission_parser
+from iozen_etl.api.exchange import decode_json
+from iozen_etl.api.parsing import (
+    WireFormatError,
+    listed_submission_parser,
+    parse_submission_general,
+)
 
 JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
 ANY_JSON = st.recursive(
@@ -40,7 +44,10 @@ def documented_item(**overrides: Any) -> dict[str, Any]:
 def parse_both(raw: Any) -> tuple[object, object]:
     """(fast-path result, general-path result); an error counts as its type and message."""
     results: list[object] = []
-    for parse in (listed_submission_parser("bot1"), lambda r: _any_submission(r, "bot1", False)):
+    for parse in (
+        listed_submission_parser("bot1"),
+        lambda r: parse_submission_general(r, "bot1", False),
+    ):
         try:
             results.append(parse(raw))
         except WireFormatError as exc:

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from iozen_etl.api import MalformedResponse, ValidationFailed, is_ascending
-from iozen_etl.api.models import parse_submission
+from iozen_etl.api.parsing import parse_submission
 from tests.api.wire import bot, fail, make_client, ok, page, submission
 
 BOTS = [bot(n) for n in range(1, 251)]
