@@ -109,10 +109,43 @@ def listing_speed(latency_ms: float, rounds: int) -> dict[str, float | int]:
     }
 
 
-def budget_share() -> dict[str, float | int]:
+def _read_until(
+    client: IozenClient, bot_ids: list[str], started: float, deadline: float
+) -> tuple[list[float], list[str]]:
+    """One thread per bot reading its pages over and over until ``deadline``: when each request
+    completed (seconds after ``started``), and the errors met."""
     completed: list[float] = []
     failures: list[str] = []
     lock = threading.Lock()
+
+    def stream(bot_id: str) -> None:
+        while time.monotonic() < deadline:
+            cursor: str | None = None
+            while time.monotonic() < deadline:
+                try:
+                    page = client.list_submissions_page(bot_id, cursor)
+                except IozenError as error:
+                    with lock:
+                        failures.append(type(error).__name__)
+                    return
+                finished = time.monotonic()
+                if finished >= deadline:
+                    return  # sent late after waiting for the budget: not counted
+                with lock:
+                    completed.append(finished - started)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+
+    threads = [threading.Thread(target=stream, args=(bot_id,)) for bot_id in bot_ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return completed, failures
+
+
+def budget_share() -> dict[str, float | int]:
     options = (
         "--bots", str(SHARE_STREAMS),
         "--submissions-per-bot", "3000",
@@ -127,31 +160,7 @@ def budget_share() -> dict[str, float | int]:
         with IozenClient(api_key, base_url, budget=budget) as client:
             started = time.monotonic()
             deadline = started + SHARE_WINDOWS * SHARE_WINDOW_S
-
-            def stream(bot_id: str) -> None:
-                while time.monotonic() < deadline:
-                    cursor: str | None = None
-                    while time.monotonic() < deadline:
-                        try:
-                            page = client.list_submissions_page(bot_id, cursor)
-                        except IozenError as error:
-                            with lock:
-                                failures.append(type(error).__name__)
-                            return
-                        finished = time.monotonic()
-                        if finished >= deadline:
-                            return  # sent late after waiting for the budget: not counted
-                        with lock:
-                            completed.append(finished - started)
-                        cursor = page.next_cursor
-                        if cursor is None:
-                            break
-
-            threads = [threading.Thread(target=stream, args=(bot_id,)) for bot_id in bot_ids]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            completed, failures = _read_until(client, bot_ids, started, deadline)
             stats = client.stats.snapshot()
     # Only requests completed within the two windows count (one still in flight at the deadline
     # is left out, a slight bias against the client); elapsed is exactly the two windows.

@@ -100,6 +100,14 @@ def _bot_pages(bot: int, first: int, count: int, synced_ms: int) -> tuple[pa.Tab
         f"{bot_id}-s", pc.utf8_lpad(pa.array(numbers).cast(pa.string()), 7, "0"), ""
     )
     created = T0_MS + numbers * 60_000
+    subs = _submissions(bot_id, ids, numbers, created, synced_ms)
+    return subs, _answers(bot_id, ids, numbers, created)
+
+
+def _submissions(
+    bot_id: str, ids: pa.Array, numbers: np.ndarray, created: np.ndarray, synced_ms: int
+) -> pa.Table:
+    """Submissions numbered ``numbers`` of one bot, in the lake's schema."""
     status = np.where(numbers % 5 == 0, "IN_PROGRESS", "COMPLETED")
     n = len(numbers)
     # The answers object as JSON, assembled column-wise (json.dumps per row is the slow part).
@@ -118,7 +126,7 @@ def _bot_pages(bot: int, first: int, count: int, synced_ms: int) -> tuple[pa.Tab
         ', "plan": "b", "topics": ["a", "c"]}',
         "",
     )
-    subs = pa.table(
+    return pa.table(
         {
             "id": ids,
             "intake_bot_id": pa.array([bot_id] * n),
@@ -136,6 +144,11 @@ def _bot_pages(bot: int, first: int, count: int, synced_ms: int) -> tuple[pa.Tab
         },
         schema=LAKE_TABLES["submissions"],
     )
+
+
+def _answers(bot_id: str, ids: pa.Array, numbers: np.ndarray, created: np.ndarray) -> pa.Table:
+    """The long-form answers of the submissions ``_submissions`` made: one row per FIELDS item."""
+    n = len(numbers)
     per = len(FIELDS)
     rows = n * per
     sub_index = np.repeat(np.arange(n), per)
@@ -143,7 +156,7 @@ def _bot_pages(bot: int, first: int, count: int, synced_ms: int) -> tuple[pa.Tab
     kinds = np.array([kind for _, _, kind in FIELDS])[field_index]
     answer_numbers = numbers[sub_index]
     text = _pool_take(answer_numbers * 31 + field_index)
-    answers = pa.table(
+    return pa.table(
         {
             "submission_id": ids.take(pa.array(sub_index)),
             "intake_bot_id": pa.array([bot_id] * rows),
@@ -163,7 +176,6 @@ def _bot_pages(bot: int, first: int, count: int, synced_ms: int) -> tuple[pa.Tab
         },
         schema=LAKE_TABLES["submission_answers"],
     )
-    return subs, answers
 
 
 def _write(path: Path, table: pa.Table) -> None:
@@ -243,6 +255,27 @@ def _load_in_child(root: Path) -> dict[str, Any]:
     return result
 
 
+def _incremental_loads(root: Path) -> tuple[list[dict[str, Any]], int]:
+    """Each round's load figures, and the submissions one round adds.
+
+    1% new rows: new page files for a tenth of the bots, 100 submissions each; three rounds, as
+    this machine's other work makes single timings noisy: the median counts."""
+    increment_bots = range(0, BOTS, 10)
+    per_bot = int(BOTS * SUBMISSIONS_PER_BOT * INCREMENT_FRACTION) // len(increment_bots)
+    rounds = []
+    added = 0
+    for round_number in range(1, INCREMENT_ROUNDS + 1):
+        first = SUBMISSIONS_PER_BOT + (round_number - 1) * per_bot
+        added = generate(root, per_bot, first, f"page-{round_number:04d}", increment_bots)
+        rounds.append(_load_in_child(root))
+        print(
+            f"incremental load {round_number} of {added:,} new submissions:"
+            f" {rounds[-1]['seconds']:.2f} s (cpu {rounds[-1]['cpu_seconds']:.2f} s),"
+            f" peak RSS {rounds[-1]['peak_rss_mb']:.0f} MB, phases {rounds[-1]['phases']}"
+        )
+    return rounds, added
+
+
 def run() -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="iozen-bench-warehouse-"))
     try:
@@ -258,20 +291,7 @@ def run() -> dict[str, Any]:
             f"full load: {full['seconds']:.2f} s (cpu {full['cpu_seconds']:.2f} s),"
             f" peak RSS {full['peak_rss_mb']:.0f} MB, phases {full['phases']}"
         )
-        # 1% new rows: new page files for a tenth of the bots, 100 submissions each; three
-        # rounds, as this machine's other work makes single timings noisy: the median counts.
-        increment_bots = range(0, BOTS, 10)
-        per_bot = int(BOTS * SUBMISSIONS_PER_BOT * INCREMENT_FRACTION) // len(increment_bots)
-        rounds = []
-        for round_number in range(1, INCREMENT_ROUNDS + 1):
-            first = SUBMISSIONS_PER_BOT + (round_number - 1) * per_bot
-            added = generate(root, per_bot, first, f"page-{round_number:04d}", increment_bots)
-            rounds.append(_load_in_child(root))
-            print(
-                f"incremental load {round_number} of {added:,} new submissions:"
-                f" {rounds[-1]['seconds']:.2f} s (cpu {rounds[-1]['cpu_seconds']:.2f} s),"
-                f" peak RSS {rounds[-1]['peak_rss_mb']:.0f} MB, phases {rounds[-1]['phases']}"
-            )
+        rounds, added = _incremental_loads(root)
         incremental = sorted(rounds, key=lambda r: r["seconds"])[len(rounds) // 2]
         ratio = incremental["seconds"] / full["seconds"]
         cpu_ratio = statistics.median(r["cpu_seconds"] for r in rounds) / full["cpu_seconds"]
