@@ -9,7 +9,7 @@ import threading
 import time
 from types import FrameType
 
-from iozen_etl.sandbox.app import Sandbox
+from iozen_etl.sandbox import Sandbox, serve
 from iozen_etl.sandbox.config import (
     ALL_SCOPES,
     ROUTE_NAMES,
@@ -17,7 +17,6 @@ from iozen_etl.sandbox.config import (
     FaultSpecError,
     SandboxConfig,
 )
-from iozen_etl.sandbox.server import serve
 
 EPILOG = f"""\
 fault SPEC: comma-separated KIND=VALUE items, each optionally ending in @ROUTE[|ROUTE]:
@@ -37,6 +36,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EPILOG
     parser.add_argument("--host", default="127.0.0.1", help="interface (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port; 0 picks a free one (default)")
+    _add_world_options(parser)
+    _add_access_options(parser)
+    _add_variant_options(parser)
+    parser.add_argument(
+        "--frozen-clock",
+        action="store_true",
+        help="the clock stands still until POST /_sandbox/advance (default: wall time)",
+    )
+
+
+def _add_world_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the data and faults")
     parser.add_argument("--bots", type=int, default=20, help="number of intake bots (default 20)")
     parser.add_argument(
@@ -51,6 +61,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=0.15,
         help="share of seeded and generated submissions left IN_PROGRESS (default 0.15)",
     )
+
+
+def _add_access_options(parser: argparse.ArgumentParser) -> None:
+    """Plan, limits, keys and faults: what stands between a client and the data."""
     parser.add_argument("--plan", choices=("pro", "business"), default="business")
     parser.add_argument(
         "--rate-limit", type=int, default=None, help="requests per window per key (plan default)"
@@ -66,6 +80,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="add a key with just these scopes (repeatable)",
     )
     parser.add_argument("--submission-quota", type=int, default=None, help="plan quota (429)")
+
+
+def _add_variant_options(parser: argparse.ArgumentParser) -> None:
+    """The answers to the API's open questions (docs/decisions.md), default off."""
     parser.add_argument("--create-201", action="store_true", help="POSTs answer 201, not 200")
     parser.add_argument("--delete-204", action="store_true", help="DELETE answers 204, no body")
     parser.add_argument(
@@ -100,25 +118,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="unknown keys in answers and a schema item of an unknown kind",
     )
-    parser.add_argument(
-        "--frozen-clock",
-        action="store_true",
-        help="the clock stands still until POST /_sandbox/advance (default: wall time)",
-    )
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     """A SandboxConfig from the parsed options; raises ValueError on a bad one."""
-    extra_keys: dict[str, tuple[str, ...]] = {}
-    for spec in args.key:
-        key, eq, scopes = spec.partition("=")
-        if not eq or not key.startswith("iozen_live_"):
-            raise ValueError(f"--key wants iozen_live_...=SCOPE,SCOPE, got {spec.split('=')[0]!r}")
-        names = tuple(s.strip() for s in scopes.split(",") if s.strip())
-        unknown = sorted(set(names) - set(ALL_SCOPES))
-        if unknown:
-            raise ValueError(f"unknown scope(s) {unknown}; scopes: {', '.join(ALL_SCOPES)}")
-        extra_keys[key] = names
+    extra_keys = _extra_keys(args.key)
     faults = FaultSpec.parse(args.faults) if args.faults else None
     config = SandboxConfig(
         seed=args.seed,
@@ -148,6 +152,21 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     )
     config.validate()
     return config
+
+
+def _extra_keys(specs: list[str]) -> dict[str, tuple[str, ...]]:
+    """The ``--key KEY=SCOPE,SCOPE`` options as key -> scopes; raises ValueError on a bad one."""
+    extra_keys: dict[str, tuple[str, ...]] = {}
+    for spec in specs:
+        key, eq, scopes = spec.partition("=")
+        if not eq or not key.startswith("iozen_live_"):
+            raise ValueError(f"--key wants iozen_live_...=SCOPE,SCOPE, got {spec.split('=')[0]!r}")
+        names = tuple(s.strip() for s in scopes.split(",") if s.strip())
+        unknown = sorted(set(names) - set(ALL_SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scope(s) {unknown}; scopes: {', '.join(ALL_SCOPES)}")
+        extra_keys[key] = names
+    return extra_keys
 
 
 def run(args: argparse.Namespace) -> int:

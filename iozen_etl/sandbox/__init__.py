@@ -11,6 +11,21 @@ In tests, talk to it in-process and let waiting move the sandbox's clock instead
 
 The clock stands still unless advanced (``SandboxConfig(real_time=True)`` follows wall time, as
 ``iozen-etl sandbox`` does). ``serve(sandbox)`` puts the same sandbox on 127.0.0.1.
+
+Modules, from the request inwards:
+
+- ``server`` (HTTP on loopback), ``transport`` (in-process httpx), ``app`` (``Sandbox``: WSGI
+  and ``handle``, which routes a request through the rest);
+- ``routes`` (the route table: method, pattern, name, scope, plan feature, handler),
+  ``gate`` (key, archived workspace, rate limits, injected faults, scopes, plan features),
+  ``endpoints`` (the nine handlers), ``idempotency`` (stored POST answers), ``paging``
+  (cursors), ``wire`` (how records look under the config's variants), ``validation`` (POST
+  bodies), ``protocol`` (requests, responses, envelopes);
+- ``control`` (``WorldControl``: ground truth, world moves, keys; ``Sandbox`` extends it),
+  ``admin`` (the same over ``/_sandbox/...``), ``webhooks`` (signing, the delivery queue);
+- ``world`` (the world and its moves), ``state`` (bots, submissions, webhooks, keys),
+  ``seeding`` and ``seed`` (the seeded data and its templates), ``config``, ``clock``,
+  ``timefmt``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ from iozen_etl.sandbox.endpoints import Endpoints
 from iozen_etl.sandbox.protocol import Outcome
 
 API_PREFIX = "/api/v1"
+READ_BOTS = "read:intake-bots"
+READ_SUBMISSIONS = "read:submissions"
+MANAGE_WEBHOOKS = "manage:webhooks"
 
 # Called with the path's ids and the parsed query (GET, DELETE) or the JSON body (POST).
 Handler = Callable[[Endpoints, list[str], Any], Outcome]
@@ -33,17 +36,23 @@ class Route:
         object.__setattr__(self, "segments", parts)
 
 
+# In config.ROUTE_NAMES order (tests/sandbox/test_faults.py holds them to it).
 ROUTES = (
-    Route("GET", "intake-bots", "bots", "read:intake-bots", lambda api, _, q: api.list_bots(q)),
-    Route(
-        "GET", "intake-bots/:id", "bot", "read:intake-bots", lambda api, ids, _: api.get_bot(ids[0])
-    ),
+    Route("GET", "intake-bots", "bots", READ_BOTS, lambda api, _, q: api.list_bots(q)),
+    Route("GET", "intake-bots/:id", "bot", READ_BOTS, lambda api, ids, _: api.get_bot(ids[0])),
     Route(
         "GET",
         "intake-bots/:id/submissions",
         "submissions",
-        "read:submissions",
+        READ_SUBMISSIONS,
         lambda api, ids, q: api.list_submissions(ids[0], q),
+    ),
+    Route(
+        "GET",
+        "intake-bots/:id/submissions/:id",
+        "submission",
+        READ_SUBMISSIONS,
+        lambda api, ids, _: api.get_submission(ids[0], ids[1]),
     ),
     Route(
         "POST",
@@ -54,40 +63,33 @@ ROUTES = (
     ),
     Route(
         "GET",
-        "intake-bots/:id/submissions/:id",
-        "submission",
-        "read:submissions",
-        lambda api, ids, _: api.get_submission(ids[0], ids[1]),
-    ),
-    Route(
-        "GET",
         "webhooks",
         "webhooks",
-        "manage:webhooks",
+        MANAGE_WEBHOOKS,
         lambda api, _, q: api.list_webhooks(q),
-        feature="webhooks",
-    ),
-    Route(
-        "POST",
-        "webhooks",
-        "create_webhook",
-        "manage:webhooks",
-        lambda api, _, body: api.create_webhook(body),
         feature="webhooks",
     ),
     Route(
         "GET",
         "webhooks/:id",
         "webhook",
-        "manage:webhooks",
+        MANAGE_WEBHOOKS,
         lambda api, ids, _: api.get_webhook(ids[0]),
+        feature="webhooks",
+    ),
+    Route(
+        "POST",
+        "webhooks",
+        "create_webhook",
+        MANAGE_WEBHOOKS,
+        lambda api, _, body: api.create_webhook(body),
         feature="webhooks",
     ),
     Route(
         "DELETE",
         "webhooks/:id",
         "delete_webhook",
-        "manage:webhooks",
+        MANAGE_WEBHOOKS,
         lambda api, ids, _: api.delete_webhook(ids[0]),
         feature="webhooks",
     ),

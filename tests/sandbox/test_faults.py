@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from iozen_etl.sandbox import FaultSpec, FaultSpecError, Sandbox, SandboxConfig
+from iozen_etl.sandbox.config import ROUTE_NAMES
+from iozen_etl.sandbox.routes import ROUTES
 from tests.sandbox.conftest import client_for, error_of
 
 
@@ -15,6 +17,11 @@ def faulty(spec: str, **config: Any) -> Sandbox:
     return Sandbox(
         SandboxConfig(bots=2, submissions_per_bot=20, faults=FaultSpec.parse(spec), **config)
     )
+
+
+def test_fault_route_names_are_the_route_table() -> None:
+    # config cannot import the table (the handlers import config), so the names are checked here.
+    assert tuple(route.name for route in ROUTES) == ROUTE_NAMES
 
 
 def test_spec_grammar_round_trips() -> None:
