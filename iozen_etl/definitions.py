@@ -1,7 +1,8 @@
 """The one ``Definitions`` of iozen-etl: assets in flow order, checks, jobs, schedules, sensors.
 
 Resources come from the environment when a run starts: ``IOZEN_API_KEY`` through ``EnvVar``
-(never shown in the UI), ``IOZEN_BASE_URL`` and ``IOZEN_DATA_DIR``.
+(never shown in the UI), ``IOZEN_BASE_URL``, ``IOZEN_IN_PROGRESS_REFRESH_LIMIT`` and
+``IOZEN_DATA_DIR``; the schedules' crons when the definitions load.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ defs = dg.Definitions(
     executor=dg.in_process_executor,
     resources={
         # The ioZen API: one client per step, sharing the key's rate budget inside the process.
-        # IOZEN_BASE_URL is read when a run starts.
+        # IOZEN_BASE_URL and IOZEN_IN_PROGRESS_REFRESH_LIMIT are read when a run starts.
         "iozen_api": IozenApiResource(api_key=dg.EnvVar(API_KEY_ENV)),
         # The lake, the state file and the warehouse, under IOZEN_DATA_DIR read at run time.
         "data_dir": DataDirResource(),

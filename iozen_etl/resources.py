@@ -1,7 +1,8 @@
 """Dagster resources: configuration in, plain objects out.
 
-The resources hold settings only; the API key arrives through ``EnvVar`` in ``definitions.py`` and
-is handed straight to the client, which never prints it.
+The resources hold settings only: a field left unset is read when a run starts, by the
+``settings`` function that holds its default. The API key arrives through ``EnvVar`` in
+``definitions.py`` and is handed straight to the client, which never prints it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 
 from iozen_etl.api import IozenClient, RetryPolicy
-from iozen_etl.settings import DataPaths, base_url_from_env
+from iozen_etl.settings import DataPaths, base_url_from_env, in_progress_refresh_limit_from_env
 
 
 class IozenApiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -25,6 +26,16 @@ class IozenApiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     # The most one request may spend waiting on retries before the sync stops, keeping every
     # committed page, to resume later (a run retry under the daemon).
     max_wait_s: float = RetryPolicy().max_total_wait
+    # None: IOZEN_IN_PROGRESS_REFRESH_LIMIT at run time, else 100. Requests a run may spend
+    # reading IN_PROGRESS submissions again.
+    in_progress_refresh_limit: int | None = None
+
+    @property
+    def refresh_limit(self) -> int:
+        """The run's budget of requests for reading IN_PROGRESS submissions again."""
+        if self.in_progress_refresh_limit is None:
+            return in_progress_refresh_limit_from_env()
+        return self.in_progress_refresh_limit
 
     @contextmanager
     def client(self) -> Iterator[IozenClient]:

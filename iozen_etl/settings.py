@@ -1,13 +1,16 @@
 """Non-secret configuration: where things live and what the defaults are.
 
-The API key is read from the environment only where a client is built (the Dagster resource
-binds it with ``EnvVar``); it is never stored in a settings object that might be printed.
+Every setting is read from the environment here, by the functions below, each with its one
+default; the Dagster resources call them for the fields left unset. The API key is read only
+where a client is built (the Dagster resource binds it with ``EnvVar``); it is never stored in a
+settings object that might be printed.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 DEFAULT_BASE_URL = "https://app.iozen.ai/api/v1"
@@ -21,6 +24,15 @@ IN_PROGRESS_REFRESH_ENV = "IOZEN_IN_PROGRESS_REFRESH_LIMIT"
 DEFAULT_IN_PROGRESS_REFRESH_LIMIT = 100
 # Bots synced at once (threads): their requests overlap; the rate budget is shared.
 DEFAULT_CONCURRENCY = 8
+# The sync_freshness check warns after this many minutes without a successful sync: the hour
+# after which the warehouse's freshness policy warns too.
+MAX_SYNC_AGE_ENV = "IOZEN_MAX_SYNC_AGE_MINUTES"
+DEFAULT_MAX_SYNC_AGE_MINUTES = 60
+# The schedules' crons, read when the definitions load.
+SYNC_CRON_ENV = "IOZEN_SYNC_CRON"
+DEFAULT_SYNC_CRON = "*/15 * * * *"
+RECONCILE_CRON_ENV = "IOZEN_RECONCILE_CRON"
+DEFAULT_RECONCILE_CRON = "0 3 * * *"
 
 
 @dataclass(frozen=True)
@@ -65,3 +77,15 @@ def base_url_from_env() -> str:
 
 def in_progress_refresh_limit_from_env() -> int:
     return int(os.environ.get(IN_PROGRESS_REFRESH_ENV, DEFAULT_IN_PROGRESS_REFRESH_LIMIT))
+
+
+def max_sync_age_from_env() -> timedelta:
+    return timedelta(minutes=float(os.environ.get(MAX_SYNC_AGE_ENV, DEFAULT_MAX_SYNC_AGE_MINUTES)))
+
+
+def sync_cron_from_env() -> str:
+    return os.environ.get(SYNC_CRON_ENV, DEFAULT_SYNC_CRON)
+
+
+def reconcile_cron_from_env() -> str:
+    return os.environ.get(RECONCILE_CRON_ENV, DEFAULT_RECONCILE_CRON)

@@ -13,8 +13,12 @@ import shutil
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iozen_etl.settings import API_KEY_ENV, BASE_URL_ENV, DATA_DIR_ENV, DataPaths
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
 
 DEMO_BOT_NAME = "Customer Onboarding"
 EXAMPLE_QUERY = """\
@@ -47,15 +51,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Dagster and the sandbox are imported here, not at the top: other sub-commands start fast.
     import dagster as dg
 
-    from iozen_etl.api import IozenClient
-    from iozen_etl.definitions import defs
-    from iozen_etl.pipeline.launch import run_sync
-    from iozen_etl.pipeline.reporting import format_summary
-    from iozen_etl.replay import replay_csv
     from iozen_etl.sandbox import Sandbox, SandboxConfig, serve
-    from iozen_etl.warehouse import format_table, run_query
 
     data_dir = args.data_dir.resolve()
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -79,49 +78,70 @@ def run(args: argparse.Namespace) -> int:
         # A throwaway instance: the sandbox's bots must not become partitions of a real one.
         with dg.DagsterInstance.ephemeral() as instance:
             step("first sync: every bot, from the start")
-            outcome = run_sync(defs, instance, say=step.detail)
-            if not outcome.success:
-                return step.fail(f"sync failed: {outcome.reason}")
-            print(format_summary(outcome.metadata))
-
-            with IozenClient(sandbox.api_key, server.base_url) as client:
-                bot_id = next(
-                    bot.id
-                    for page in client.iter_intake_bot_pages()
-                    for bot in page.items
-                    if bot.name == DEMO_BOT_NAME
-                )
-                example = paths.root / "examples" / "submissions.csv"
-                example.parent.mkdir(parents=True, exist_ok=True)
-                source = resources.files("iozen_etl").joinpath("examples/submissions.csv")
-                example.write_bytes(source.read_bytes())
-                step(f"replaying {example.name} into {DEMO_BOT_NAME} ({bot_id})")
-                report = replay_csv(client, paths, example, bot_id=bot_id)
-                step.detail(report.summary())
-                if report.rejects_path:
-                    step.detail(f"rejected rows and their reasons: {report.rejects_path}")
-
+            if not _sync(instance, step):
+                return 1
+            _replay_example(sandbox.api_key, server.base_url, paths, step)
             step("second sync: only what changed")
-            outcome = run_sync(defs, instance, say=step.detail)
-            if not outcome.success:
-                return step.fail(f"sync failed: {outcome.reason}")
-            print(format_summary(outcome.metadata))
-
-        step("warehouse tables")
-        counts = run_query(
-            paths,
-            " union all ".join(
-                f"select '{name}' as table_name, count(*) as rows from {name}" for name in TABLES
-            ),
-        )
-        print(format_table(counts))
-        step('example query (iozen-etl sql "...")')
-        print(EXAMPLE_QUERY)
-        print(format_table(run_query(paths, EXAMPLE_QUERY)))
+            if not _sync(instance, step):
+                return 1
+        _show_warehouse(paths, step)
         step(f'done: query it yourself with IOZEN_DATA_DIR={data_dir} iozen-etl sql "..."')
         return 0
     finally:
         server.close()
+
+
+def _sync(instance: DagsterInstance, step: _Steps) -> bool:
+    """One ``iozen-etl sync``, its summary printed; False (said on stderr) when it failed."""
+    from iozen_etl.definitions import defs
+    from iozen_etl.pipeline.launch import format_summary, run_sync
+
+    outcome = run_sync(defs, instance, say=step.detail)
+    if not outcome.success:
+        step.fail(f"sync failed: {outcome.reason}")
+        return False
+    print(format_summary(outcome.metadata))
+    return True
+
+
+def _replay_example(api_key: str, base_url: str, paths: DataPaths, step: _Steps) -> None:
+    """The bundled example CSV, copied under the data directory, replayed into the demo bot."""
+    from iozen_etl.api import IozenClient
+    from iozen_etl.replay import replay_csv
+
+    with IozenClient(api_key, base_url) as client:
+        bot_id = next(
+            bot.id
+            for page in client.iter_intake_bot_pages()
+            for bot in page.items
+            if bot.name == DEMO_BOT_NAME
+        )
+        example = paths.root / "examples" / "submissions.csv"
+        example.parent.mkdir(parents=True, exist_ok=True)
+        source = resources.files("iozen_etl").joinpath("examples/submissions.csv")
+        example.write_bytes(source.read_bytes())
+        step(f"replaying {example.name} into {DEMO_BOT_NAME} ({bot_id})")
+        report = replay_csv(client, paths, example, bot_id=bot_id)
+    step.detail(report.summary())
+    if report.rejects_path:
+        step.detail(f"rejected rows and their reasons: {report.rejects_path}")
+
+
+def _show_warehouse(paths: DataPaths, step: _Steps) -> None:
+    """Each table's row count, then the example analyst query and its answer."""
+    from iozen_etl.warehouse import format_table, run_query
+
+    step("warehouse tables")
+    counts = run_query(
+        paths,
+        " union all ".join(
+            f"select '{name}' as table_name, count(*) as rows from {name}" for name in TABLES
+        ),
+    )
+    print(format_table(counts))
+    step('example query (iozen-etl sql "...")')
+    print(EXAMPLE_QUERY)
+    print(format_table(run_query(paths, EXAMPLE_QUERY)))
 
 
 class _Steps:

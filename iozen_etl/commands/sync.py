@@ -35,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # Dagster is imported here, not at the top: other sub-commands should start fast.
     from iozen_etl.definitions import defs
-    from iozen_etl.pipeline.launch import open_instance, run_sync
-    from iozen_etl.pipeline.reporting import format_summary
+    from iozen_etl.pipeline.launch import format_summary, open_instance, run_sync
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -14,7 +14,6 @@ from typing import Any
 import dagster as dg
 
 from iozen_etl.api import WaitCeilingReached
-from iozen_etl.pipeline.listing import load_listing, save_listing
 from iozen_etl.pipeline.partitions import (
     BACKFILL_TAG,
     BOT_PARTITIONS,
@@ -35,12 +34,14 @@ from iozen_etl.pipeline.reporting import (
     load_metadata,
     run_metadata,
     run_observation,
+    webhooks_metadata,
 )
 from iozen_etl.pipeline.warehouse_process import run_in_child
 from iozen_etl.resources import DataDirResource, IozenApiResource
-from iozen_etl.settings import in_progress_refresh_limit_from_env
+from iozen_etl.settings import DataPaths
 from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.reports import SubmissionsReport
 from iozen_etl.sync.state import StateStore
 from iozen_etl.sync.submissions import sync_submissions
 from iozen_etl.sync.webhooks import sync_webhooks
@@ -52,8 +53,6 @@ BOTS_SYNCED_CHECK = "bots_synced"
 # a whole rate window, so the budget is full again when the step resumes.
 CEILING_RETRY_DELAY_S = 60
 CEILING_RETRIES = 3
-# IN_PROGRESS submissions re-read per run (one GET each, oldest-checked first): at a 15-minute
-# schedule the default costs at most 400 requests an hour, a small share of either plan's budget.
 
 
 def _stop_at_ceiling(context: dg.AssetExecutionContext, error: str | None) -> Exception:
@@ -72,14 +71,15 @@ def intake_bots(
 ) -> dg.MaterializeResult[Any]:
     """Every intake bot and its schema items; a bot's detail is fetched only when it changed.
 
-    Registers each newly discovered bot as a partition of ``submissions``.
+    Registers each newly discovered bot as a partition of ``submissions``, and keeps the listing
+    in the state file for this run's ``submissions`` step.
     """
     paths = data_dir.paths
     with iozen_api.client() as client, StateStore(paths.state_db) as state:
         report = sync_bots(client, Lake(paths.parquet), state)
-    if report.stopped_by_wait_ceiling:
-        raise _stop_at_ceiling(context, "while listing bots")
-    save_listing(paths, context.run.run_id, report.bots)
+        if report.stopped_by_wait_ceiling:
+            raise _stop_at_ceiling(context, "while listing bots")
+        state.save_listing(context.run.run_id, report.bots)
     keys = context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
     known = {bot_id_of(key) for key in keys}
     # A renamed bot keeps the key it was discovered under; its partitions' metadata name it.
@@ -100,7 +100,7 @@ def webhooks(
             report = sync_webhooks(client, Lake(paths.parquet), state)
         except WaitCeilingReached as error:
             raise _stop_at_ceiling(context, str(error)) from error
-    return dg.MaterializeResult(metadata=report.metadata())
+    return dg.MaterializeResult(metadata=webhooks_metadata(report))
 
 
 # BackfillPolicy is beta in Dagster 1.13 and says so on every import of the definitions;
@@ -139,35 +139,70 @@ def submissions(
     data changed are materialized (a backfill marks every bot it synced); a bot that failed gets
     an observation naming the error. The warehouse loads what changed in a run of its own.
     """
-    paths = data_dir.paths
-    mode = sync_mode(context.run.tags)
     keys = {bot_id_of(key): key for key in context.partition_keys}
-    bot_ids = list(keys)
-    full_refresh = set(bot_ids) if mode == FULL else set()
-    if mode == RECONCILE:
-        full_refresh = set(bots_off_count(paths, bot_ids))
-        context.log.info(f"reconcile: {len(full_refresh)} bots disagree with the API's count")
+    report = _sync_run_bots(context, iozen_api, data_dir.paths, list(keys))
+    # Logged before any stop: a bot finished before the stop is unchanged when the step resumes.
+    _log_bot_events(context, report, keys)
+    if report.stopped_by_wait_ceiling:
+        raise _stop_at_ceiling(context, report.wait_ceiling_error)
+    _warn_missing_bots(context, report, keys)
+    yield bots_synced_check(report, BOTS_SYNCED_CHECK)
+    _fail_if_bots_failed(report)
+
+
+def _sync_run_bots(
+    context: dg.AssetExecutionContext,
+    iozen_api: IozenApiResource,
+    paths: DataPaths,
+    bot_ids: list[str],
+) -> SubmissionsReport:
+    """Sync the run's bots, from the listing this run's ``intake_bots`` step kept (none: list
+    anew)."""
+    lake = Lake(paths.parquet)
     with iozen_api.client() as client, StateStore(paths.state_db) as state:
-        report = sync_submissions(
+        return sync_submissions(
             client,
-            Lake(paths.parquet),
+            lake,
             state,
-            load_listing(paths, context.run.run_id),  # None: no listing in this run, list anew
+            state.listing(context.run.run_id),
             only_bots=set(bot_ids),
-            full_refresh=full_refresh,
-            in_progress_refresh_limit=in_progress_refresh_limit_from_env(),
+            full_refresh=_bots_to_rescan(context, state, lake, bot_ids),
+            in_progress_refresh_limit=iozen_api.refresh_limit,
             progress=SyncProgress(len(bot_ids), context.log.info),
         )
-    # Logged before any stop: a bot finished before the stop is unchanged when the step resumes.
+
+
+def _bots_to_rescan(
+    context: dg.AssetExecutionContext, state: StateStore, lake: Lake, bot_ids: list[str]
+) -> set[str]:
+    """Every bot in a full run, those off count in a reconcile, none in an incremental run."""
+    mode = sync_mode(context.run.tags)
+    if mode == FULL:
+        return set(bot_ids)
+    if mode == RECONCILE:
+        off = set(bots_off_count(state, lake, bot_ids))
+        context.log.info(f"reconcile: {len(off)} bots disagree with the API's count")
+        return off
+    return set()
+
+
+def _log_bot_events(
+    context: dg.AssetExecutionContext, report: SubmissionsReport, keys: dict[str, str]
+) -> None:
+    """An event per bot that has something to say, then the run's totals."""
     backfill = BACKFILL_TAG in context.run.tags
     for event in bot_events(report, context.asset_key, keys, mark_every_synced=backfill):
         context.log_event(event)
     context.log_event(
         dg.AssetObservation(asset_key=context.asset_key, metadata=run_observation(report))
     )
-    if report.stopped_by_wait_ceiling:
-        raise _stop_at_ceiling(context, report.wait_ceiling_error)
-    # Named by partition key: the slug of the name the bot was discovered under, and its id.
+
+
+def _warn_missing_bots(
+    context: dg.AssetExecutionContext, report: SubmissionsReport, keys: dict[str, str]
+) -> None:
+    """Name the run's bots the listing no longer has, by partition key: the slug of the name
+    the bot was discovered under, and its id."""
     missing = [
         keys.get(bot.intake_bot_id, bot.intake_bot_id)
         for bot in report.bots
@@ -181,8 +216,10 @@ def submissions(
             f"ioZen, or not visible to this key); their rows stay in the warehouse: "
             f"{', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}"
         )
+
+
+def _fail_if_bots_failed(report: SubmissionsReport) -> None:
     failed = [bot for bot in report.bots if bot.action == "failed"]
-    yield bots_synced_check(report, BOTS_SYNCED_CHECK)
     if failed:
         first = failed[0]
         raise dg.Failure(

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations` here: Dagster reads the context and resource
 # annotations at definition time and needs real types, not strings.
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +21,10 @@ from iozen_etl.pipeline.partitions import (
 from iozen_etl.pipeline.replay_assets import submission_replay
 from iozen_etl.pipeline.reporting import lake_files_written
 from iozen_etl.replay import inbox_files
-from iozen_etl.settings import DataPaths
+from iozen_etl.resources import DataDirResource
+from iozen_etl.settings import DataPaths, reconcile_cron_from_env, sync_cron_from_env
 from iozen_etl.sync.state import SCHEMA_STREAM, StateStore
 
-SYNC_CRON_ENV = "IOZEN_SYNC_CRON"
-RECONCILE_CRON_ENV = "IOZEN_RECONCILE_CRON"
-DEFAULT_SYNC_CRON = "*/15 * * * *"
-DEFAULT_RECONCILE_CRON = "0 3 * * *"
 # An inbox file is replayed once it has not changed for this long (a copy may still be running).
 INBOX_SETTLE_S = 10.0
 # A sync that changed nothing loads nothing; the warehouse is still loaded this often after a
@@ -55,7 +51,9 @@ replay_job = dg.define_asset_job(
 )
 
 
-def bot_keys(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext) -> list[str]:
+def bot_keys(
+    context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext, paths: DataPaths
+) -> list[str]:
     """The bot partitions a run can name, in discovery order.
 
     A blank key (the UI's "Add partition" dialog accepts one) names no bot and cannot be a
@@ -72,7 +70,7 @@ def bot_keys(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext)
         context.log.warning(
             f"removed {len(blank)} blank bot partition key(s) {blank!r}: no bot has such an id"
         )
-    seen = _bots_listed()
+    seen = _bots_listed(paths)
     unknown = [key for key in usable if seen and bot_id_of(key) not in seen]
     if unknown:
         # Typed into "Add partition", say: never a range's end and never a new bot to sync; a
@@ -85,17 +83,18 @@ def bot_keys(context: dg.ScheduleEvaluationContext | dg.SensorEvaluationContext)
     return [key for key in usable if key not in unknown]
 
 
-def _bots_listed() -> set[str]:
+def _bots_listed(paths: DataPaths) -> set[str]:
     """Ids of every bot a bot listing has recorded (empty before the first listing)."""
-    paths = DataPaths.from_env()
     if not paths.state_db.exists():
         return set()
     with StateStore(paths.state_db) as state:
         return set(state.all(SCHEMA_STREAM))
 
 
-def _all_bots_request(context: dg.ScheduleEvaluationContext, mode: str) -> dg.RunRequest:
-    keys = bot_keys(context)
+def _all_bots_request(
+    context: dg.ScheduleEvaluationContext, paths: DataPaths, mode: str
+) -> dg.RunRequest:
+    keys = bot_keys(context, paths)
     if not keys:
         # Nothing discovered yet: a run of the bot listing alone registers the partitions,
         # and the new-bots sensor then syncs their submissions.
@@ -104,28 +103,32 @@ def _all_bots_request(context: dg.ScheduleEvaluationContext, mode: str) -> dg.Ru
 
 
 @dg.schedule(
-    cron_schedule=os.environ.get(SYNC_CRON_ENV, DEFAULT_SYNC_CRON),
+    cron_schedule=sync_cron_from_env(),
     job=sync_job,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description="Incremental sync of every bot in one run (cron from IOZEN_SYNC_CRON).",
 )
-def incremental_sync_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    return _all_bots_request(context, INCREMENTAL)
+def incremental_sync_schedule(
+    context: dg.ScheduleEvaluationContext, data_dir: DataDirResource
+) -> dg.RunRequest:
+    return _all_bots_request(context, data_dir.paths, INCREMENTAL)
 
 
 @dg.schedule(
-    cron_schedule=os.environ.get(RECONCILE_CRON_ENV, DEFAULT_RECONCILE_CRON),
+    cron_schedule=reconcile_cron_from_env(),
     job=sync_job,
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
     description=(
-        "Nightly: every bot in one run; bots whose warehouse count disagrees with the API's "
+        "Nightly: every bot in one run; bots whose lake count disagrees with the API's "
         "submission_count are rescanned in full (cron from IOZEN_RECONCILE_CRON)."
     ),
 )
-def nightly_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    return _all_bots_request(context, RECONCILE)
+def nightly_reconcile_schedule(
+    context: dg.ScheduleEvaluationContext, data_dir: DataDirResource
+) -> dg.RunRequest:
+    return _all_bots_request(context, data_dir.paths, RECONCILE)
 
 
 @dg.sensor(
@@ -134,8 +137,10 @@ def nightly_reconcile_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunR
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Syncs bots discovered by the last bot listing that have never been synced.",
 )
-def new_bots_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    keys = bot_keys(context)
+def new_bots_sensor(
+    context: dg.SensorEvaluationContext, data_dir: DataDirResource
+) -> dg.SensorResult | dg.SkipReason:
+    keys = bot_keys(context, data_dir.paths)
     synced = context.instance.get_materialized_partitions(submissions.key)
     new = [key for key in keys if key not in synced]
     if not new:
@@ -223,8 +228,10 @@ def _wrote_files(record: dg.EventLogRecord) -> bool:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Replays CSV files dropped into $IOZEN_DATA_DIR/inbox once they stop changing.",
 )
-def inbox_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    inbox = DataPaths.from_env().inbox
+def inbox_sensor(
+    context: dg.SensorEvaluationContext, data_dir: DataDirResource
+) -> dg.SensorResult | dg.SkipReason:
+    inbox = data_dir.paths.inbox
     files = list(_settled_csv_files(inbox))
     if not files:
         return dg.SkipReason(f"no settled CSV files in {inbox}")

@@ -2,19 +2,20 @@
 
 # No `from __future__ import annotations` here: Dagster reads the context and resource
 # annotations at definition time and needs real types, not strings.
-import os
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from iozen_etl.pipeline.assets import warehouse
 from iozen_etl.pipeline.warehouse_process import run_in_child
 from iozen_etl.resources import DataDirResource
+from iozen_etl.settings import (
+    DEFAULT_MAX_SYNC_AGE_MINUTES,
+    MAX_SYNC_AGE_ENV,
+    max_sync_age_from_env,
+)
 from iozen_etl.warehouse.checks import ERROR, check_published
-
-MAX_SYNC_AGE_ENV = "IOZEN_MAX_SYNC_AGE_MINUTES"
-DEFAULT_MAX_SYNC_AGE_MINUTES = 60
 
 CHECK_DESCRIPTIONS = {
     "ids_unique": "Each table holds each key once.",
@@ -23,7 +24,8 @@ CHECK_DESCRIPTIONS = {
     "schema_drift": "A changed field type is an error; a new field or unknown answer a warning.",
     "sync_freshness": (
         f"The last successful sync is recent: warns after ${MAX_SYNC_AGE_ENV} minutes (default "
-        "60), when the warehouse's freshness policy warns too (it fails after two hours)."
+        f"{DEFAULT_MAX_SYNC_AGE_MINUTES}), when the warehouse's freshness policy warns too (it "
+        "fails after two hours)."
     ),
 }
 
@@ -36,11 +38,11 @@ CHECK_DESCRIPTIONS = {
 )
 def warehouse_checks(data_dir: DataDirResource) -> Iterator[dg.AssetCheckResult]:
     """Run every warehouse check on the published snapshot, as analysts see it."""
-    max_age = timedelta(
-        minutes=float(os.environ.get(MAX_SYNC_AGE_ENV, DEFAULT_MAX_SYNC_AGE_MINUTES))
-    )
     results = run_in_child(
-        check_published, data_dir.paths, max_sync_age=max_age, now=datetime.now(UTC)
+        check_published,
+        data_dir.paths,
+        max_sync_age=max_sync_age_from_env(),
+        now=datetime.now(UTC),
     )
     for result in results:
         yield dg.AssetCheckResult(

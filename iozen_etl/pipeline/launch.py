@@ -1,4 +1,5 @@
-"""Run the sync job in-process, the way the schedule and the sensors would, for the command line."""
+"""Run the sync job in-process, the way the schedule and the sensors would, for the command line,
+and summarise what its runs reported."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from iozen_etl.pipeline.partitions import (
     range_tags,
     usable_bot_keys,
 )
-from iozen_etl.pipeline.reporting import lake_files_written
+from iozen_etl.pipeline.reporting import RUN_PREFIX, lake_files_written
 from iozen_etl.resources import DataDirResource
 from iozen_etl.settings import DataPaths
 
@@ -168,3 +169,39 @@ def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
             message = error.message.strip().splitlines()[0] if error else "step failed"
             return f"{event.step_key}: {message}"
     return "the run failed"
+
+
+SUMMARY_LINES = [
+    ("intake_bots", "bots_seen", "bots listed"),
+    ("intake_bots", "details_fetched", "bot details fetched"),
+    ("submissions", RUN_PREFIX + "bots_synced", "bots synced"),
+    ("submissions", RUN_PREFIX + "bots_changed", "bots changed (materialized)"),
+    ("submissions", RUN_PREFIX + "bots_skipped", "bots unchanged (no request)"),
+    ("submissions", RUN_PREFIX + "bots_missing", "bots no longer listed"),
+    ("submissions", RUN_PREFIX + "pages", "pages read"),
+    ("submissions", RUN_PREFIX + "rows_new", "submissions new"),
+    ("submissions", RUN_PREFIX + "rows_rescanned", "submissions rescanned"),
+    ("submissions", RUN_PREFIX + "rows_updated", "submissions updated"),
+    ("submissions", RUN_PREFIX + "in_progress_refreshed", "IN_PROGRESS read again"),
+    ("submissions", RUN_PREFIX + "in_progress_unchecked", "IN_PROGRESS left for later"),
+    ("submissions", RUN_PREFIX + "requests", "API requests"),
+    ("submissions", RUN_PREFIX + "throttled_429", "429 answers"),
+    ("submissions", RUN_PREFIX + "seconds_waited", "seconds waited"),
+    ("webhooks", "webhooks", "webhooks"),
+]
+
+
+def format_summary(metadata: dict[str, dict[str, Any]]) -> str:
+    """A short report of a sync for the terminal, from the runs' materialization metadata."""
+    lines = []
+    for asset, key, label in SUMMARY_LINES:
+        value = metadata.get(asset, {}).get(key)
+        if value is not None:
+            lines.append(f"  {label:<30} {value}")
+    tables = metadata.get("warehouse", {}).get("tables")
+    if isinstance(tables, dg.TableMetadataValue):
+        lines.append("  warehouse tables:")
+        lines.extend(
+            f"    {record.data['table']!s:<28} {record.data['rows']}" for record in tables.records
+        )
+    return "\n".join(["sync summary:", *lines]) if lines else "sync summary: nothing ran"

@@ -1,23 +1,40 @@
-"""Which bots the nightly reconcile rescans: those whose warehouse count disagrees with the API."""
+"""Which bots the nightly reconcile rescans: those whose lake count disagrees with the API's.
+
+The sync decides from what it wrote itself (the lake and the state file), never from the
+warehouse downstream of it: the lake holds every submission the warehouse holds, and those a
+load has yet to merge.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
-from iozen_etl.settings import DataPaths
-from iozen_etl.warehouse import WarehouseMissing, run_query
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.state import SCHEMA_STREAM, StateStore
 
 
-def bots_off_count(paths: DataPaths, bot_ids: Collection[str]) -> list[str]:
-    """Bots among ``bot_ids`` whose submissions in the warehouse differ from ``submission_count``.
+def bots_off_count(state: StateStore, lake: Lake, bot_ids: Collection[str]) -> list[str]:
+    """Bots among ``bot_ids`` whose submissions in the lake differ from the ``submission_count``
+    the bot listing last recorded; a bot whose count was never recorded counts as off."""
+    recorded = {bot: seen.seen_submission_count for bot, seen in state.all(SCHEMA_STREAM).items()}
+    return [
+        bot_id
+        for bot_id in bot_ids
+        if recorded.get(bot_id) is None or submissions_held(lake, bot_id) != recorded[bot_id]
+    ]
 
-    Without a warehouse yet, every bot counts as off: the first reconcile is a full sync.
-    """
-    try:
-        result = run_query(
-            paths, "select intake_bot_id from v_bot_summary where count_matches_api is not true"
-        )
-    except WarehouseMissing:
-        return sorted(bot_ids)
-    off = {str(row[0]) for row in result.rows}
-    return [bot_id for bot_id in bot_ids if bot_id in off]
+
+def submissions_held(lake: Lake, bot_id: str) -> int:
+    """Distinct submissions of the bot in the lake: every generation and refresh file, merged
+    by id as the warehouse merges them."""
+    folder = lake.path("submissions", bot_id, "any").parent
+    if not folder.is_dir():
+        return 0
+    # The dataset skips dot-files, as every reader of the lake must (unfinished writes).
+    files = ds.dataset(folder, format="parquet")
+    if not files.files:
+        return 0
+    return int(pc.count_distinct(files.to_table(columns=["id"]).column("id")).as_py())

@@ -1,4 +1,5 @@
-"""Engine reports turned into Dagster metadata and a command-line summary: counts, never values."""
+"""Engine reports turned into Dagster metadata: counts, never values. Each key is written here
+only."""
 
 from __future__ import annotations
 
@@ -10,18 +11,81 @@ import dagster as dg
 
 from iozen_etl.replay import ReplayReport
 from iozen_etl.sync.reports import (
-    LAKE_FILES_KEY,
     BotsReport,
     BotSubmissionsReport,
     SubmissionsReport,
+    WebhooksReport,
 )
 from iozen_etl.warehouse import LoadReport, TableCounts
 
+ROW_COUNT = "dagster/row_count"
+# Every extract's count of lake files it wrote: the warehouse has work only when one is above 0.
+LAKE_FILES = "lake_files_written"
 RUN_PREFIX = "run/"
 
 
 def bots_metadata(report: BotsReport, *, new_partitions: int) -> dict[str, Any]:
-    return {**report.metadata(), "partitions_added": new_partitions}
+    return {
+        "bots_seen": len(report.bots),
+        LAKE_FILES: report.files_written,
+        "bots_new": report.bots_new,
+        "bots_changed": report.bots_changed,
+        "details_fetched": report.details_fetched,
+        "detail_errors": len(report.detail_errors),
+        ROW_COUNT: report.rows_written,
+        "requests": report.requests,
+        "throttled_429": report.throttled,
+        "seconds_waited": round(report.seconds_waited, 3),
+        "stopped_by_wait_ceiling": str(report.stopped_by_wait_ceiling),
+        "elapsed_s": round(report.elapsed_s, 3),
+        "partitions_added": new_partitions,
+    }
+
+
+def webhooks_metadata(report: WebhooksReport) -> dict[str, Any]:
+    return {
+        "webhooks": report.webhooks,
+        ROW_COUNT: report.webhooks,
+        LAKE_FILES: report.files_written,
+        "skipped": report.skipped or "",
+        "requests": report.requests,
+        "elapsed_s": round(report.elapsed_s, 3),
+    }
+
+
+def run_totals(report: SubmissionsReport) -> dict[str, Any]:
+    """Every total of a ``submissions`` step, unprefixed."""
+    bots = report.bots
+    return {
+        "bots_seen": len(bots),
+        "bots_skipped": report.count("skipped"),
+        "bots_synced": report.count("synced"),
+        "bots_changed": sum(1 for bot in bots if bot.changed),
+        "bots_failed": report.count("failed"),
+        "bots_stopped": report.count("stopped"),
+        "bots_missing": report.count("missing"),
+        "bots_rescanned": sum(1 for bot in bots if bot.rescan),
+        "pages": report.total("pages"),
+        "requests": report.requests,
+        "retries": report.retries,
+        "throttled_429": report.throttled,
+        "seconds_waited": round(report.seconds_waited, 3),
+        "rows_new": report.total("rows_new"),
+        "rows_rescanned": report.total("rows_rescanned"),
+        "rows_updated": report.total("refresh_updated"),
+        LAKE_FILES: report.total("files_written"),
+        "in_progress_refreshed": report.total("refreshed"),
+        "in_progress_completed": report.total("refresh_completed"),
+        "in_progress_unchecked": report.total("in_progress_unchecked"),
+        "rows_reread": report.total("rows_reread"),
+        "resume_points_moved": report.resume_points_moved,
+        "schema_drift_bots": sum(
+            1 for bot in bots if bot.unknown_answer_fields or bot.type_mismatch_fields
+        ),
+        ROW_COUNT: report.total("rows_written"),
+        "stopped_by_wait_ceiling": str(report.stopped_by_wait_ceiling),
+        "elapsed_s": round(report.elapsed_s, 3),
+    }
 
 
 # The run's headline totals, on the step's failure when bots failed (the full set goes on the
@@ -38,14 +102,14 @@ HEADLINE_KEYS = (
 
 def run_metadata(report: SubmissionsReport) -> dict[str, Any]:
     """The run's headline totals, prefixed: they are the run's, not a partition's own."""
-    facts = report.metadata()
-    return {RUN_PREFIX + key: facts[key] for key in HEADLINE_KEYS}
+    totals = run_totals(report)
+    return {RUN_PREFIX + key: totals[key] for key in HEADLINE_KEYS}
 
 
 def lake_files_written(facts: Mapping[str, object]) -> int:
     """Lake files an extract event reports: its own count (bots, webhooks) or its run's
     (the observation closing a ``submissions`` step)."""
-    for name in (LAKE_FILES_KEY, RUN_PREFIX + LAKE_FILES_KEY):
+    for name in (LAKE_FILES, RUN_PREFIX + LAKE_FILES):
         written = facts.get(name)
         if isinstance(written, int):
             return written
@@ -54,7 +118,7 @@ def lake_files_written(facts: Mapping[str, object]) -> int:
 
 def run_observation(report: SubmissionsReport) -> dict[str, Any]:
     """Every total of the run and a table of the bots it touched, recorded once per run."""
-    facts = {RUN_PREFIX + key: value for key, value in report.metadata().items()}
+    facts = {RUN_PREFIX + key: value for key, value in run_totals(report).items()}
     return {**facts, **bots_table(report)}
 
 
@@ -225,7 +289,7 @@ def load_metadata(report: LoadReport) -> dict[str, Any]:
         for changes in [report.tables.get(table, TableCounts())]
     ]
     facts: dict[str, Any] = {
-        "dagster/row_count": dg.MetadataValue.int(report.row_counts.get("submissions", 0)),
+        ROW_COUNT: dg.MetadataValue.int(report.row_counts.get("submissions", 0)),
         "dagster/column_schema": dg.TableSchema(
             columns=[
                 dg.TableColumn(name, kind, description=comments.get(name))
@@ -260,40 +324,24 @@ def load_metadata(report: LoadReport) -> dict[str, Any]:
 
 
 def replay_metadata(report: ReplayReport) -> dict[str, Any]:
-    return {**report.metadata(), "dagster/row_count": report.created + report.already_created}
-
-
-SUMMARY_LINES = [
-    ("intake_bots", "bots_seen", "bots listed"),
-    ("intake_bots", "details_fetched", "bot details fetched"),
-    ("submissions", RUN_PREFIX + "bots_synced", "bots synced"),
-    ("submissions", RUN_PREFIX + "bots_changed", "bots changed (materialized)"),
-    ("submissions", RUN_PREFIX + "bots_skipped", "bots unchanged (no request)"),
-    ("submissions", RUN_PREFIX + "bots_missing", "bots no longer listed"),
-    ("submissions", RUN_PREFIX + "pages", "pages read"),
-    ("submissions", RUN_PREFIX + "rows_new", "submissions new"),
-    ("submissions", RUN_PREFIX + "rows_rescanned", "submissions rescanned"),
-    ("submissions", RUN_PREFIX + "rows_updated", "submissions updated"),
-    ("submissions", RUN_PREFIX + "in_progress_refreshed", "IN_PROGRESS read again"),
-    ("submissions", RUN_PREFIX + "in_progress_unchecked", "IN_PROGRESS left for later"),
-    ("submissions", RUN_PREFIX + "requests", "API requests"),
-    ("submissions", RUN_PREFIX + "throttled_429", "429 answers"),
-    ("submissions", RUN_PREFIX + "seconds_waited", "seconds waited"),
-    ("webhooks", "webhooks", "webhooks"),
-]
-
-
-def format_summary(metadata: dict[str, dict[str, Any]]) -> str:
-    """A short report of a sync for the terminal, from the runs' materialization metadata."""
-    lines = []
-    for asset, key, label in SUMMARY_LINES:
-        value = metadata.get(asset, {}).get(key)
-        if value is not None:
-            lines.append(f"  {label:<30} {value}")
-    tables = metadata.get("warehouse", {}).get("tables")
-    if isinstance(tables, dg.TableMetadataValue):
-        lines.append("  warehouse tables:")
-        lines.extend(
-            f"    {record.data['table']!s:<28} {record.data['rows']}" for record in tables.records
-        )
-    return "\n".join(["sync summary:", *lines]) if lines else "sync summary: nothing ran"
+    """What a replay of one file did: counts and reasons, never cell values."""
+    facts: dict[str, Any] = {
+        "file": report.file,
+        "rows": report.rows,
+        "created": report.created,
+        "already_created": report.already_created,
+        "rejected": report.rejected,
+        "conflicts": report.conflicts,
+        "pending": report.pending,
+        "held": report.held,
+        "posts_sent": report.posts_sent,
+        "seconds": round(report.seconds, 3),
+    }
+    if report.dry_run:
+        facts["would_send"] = report.would_send
+    if report.stopped_reason:
+        facts["stopped_reason"] = report.stopped_reason
+    if report.rejects_path:
+        facts["rejects_path"] = report.rejects_path
+    facts[ROW_COUNT] = report.created + report.already_created
+    return facts

@@ -1,14 +1,11 @@
 """What each sync step did, as plain records: counts, ids, field names and resume points, never
-answer values. The pipeline turns them into Dagster metadata."""
+answer values. The pipeline turns them into Dagster metadata (``pipeline/reporting.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from iozen_etl.api.models import IntakeBot
-
-# Every report's count of lake files it wrote: the warehouse has work only when one is above 0.
-LAKE_FILES_KEY = "lake_files_written"
 
 
 @dataclass(frozen=True)
@@ -25,22 +22,6 @@ class BotsReport:
     seconds_waited: float
     stopped_by_wait_ceiling: bool
     elapsed_s: float
-
-    def metadata(self) -> dict[str, int | float | str]:
-        return {
-            "bots_seen": len(self.bots),
-            LAKE_FILES_KEY: self.files_written,
-            "bots_new": self.bots_new,
-            "bots_changed": self.bots_changed,
-            "details_fetched": self.details_fetched,
-            "detail_errors": len(self.detail_errors),
-            "dagster/row_count": self.rows_written,
-            "requests": self.requests,
-            "throttled_429": self.throttled,
-            "seconds_waited": round(self.seconds_waited, 3),
-            "stopped_by_wait_ceiling": str(self.stopped_by_wait_ceiling),
-            "elapsed_s": round(self.elapsed_s, 3),
-        }
 
 
 @dataclass(frozen=True)
@@ -115,39 +96,6 @@ class SubmissionsReport:
             if bot.action != "skipped" and bot.resume_point_before != bot.resume_point_after
         )
 
-    def metadata(self) -> dict[str, int | float | str]:
-        rows = sum(bot.rows_written for bot in self.bots)
-        return {
-            "bots_seen": len(self.bots),
-            "bots_skipped": self.count("skipped"),
-            "bots_synced": self.count("synced"),
-            "bots_changed": sum(1 for bot in self.bots if bot.changed),
-            "bots_failed": self.count("failed"),
-            "bots_stopped": self.count("stopped"),
-            "bots_missing": self.count("missing"),
-            "bots_rescanned": sum(1 for bot in self.bots if bot.rescan),
-            "pages": self.total("pages"),
-            "requests": self.requests,
-            "retries": self.retries,
-            "throttled_429": self.throttled,
-            "seconds_waited": round(self.seconds_waited, 3),
-            "rows_new": self.total("rows_new"),
-            "rows_rescanned": self.total("rows_rescanned"),
-            "rows_updated": self.total("refresh_updated"),
-            LAKE_FILES_KEY: self.total("files_written"),
-            "in_progress_refreshed": self.total("refreshed"),
-            "in_progress_completed": self.total("refresh_completed"),
-            "in_progress_unchecked": self.total("in_progress_unchecked"),
-            "rows_reread": self.total("rows_reread"),
-            "resume_points_moved": self.resume_points_moved,
-            "schema_drift_bots": sum(
-                1 for bot in self.bots if bot.unknown_answer_fields or bot.type_mismatch_fields
-            ),
-            "dagster/row_count": rows,
-            "stopped_by_wait_ceiling": str(self.stopped_by_wait_ceiling),
-            "elapsed_s": round(self.elapsed_s, 3),
-        }
-
 
 @dataclass(frozen=True)
 class WebhooksReport:
@@ -156,13 +104,3 @@ class WebhooksReport:
     requests: int
     elapsed_s: float
     files_written: int = 0  # 1 when the list differed from the last snapshot, else 0
-
-    def metadata(self) -> dict[str, int | float | str]:
-        return {
-            "webhooks": self.webhooks,
-            "dagster/row_count": self.webhooks,
-            LAKE_FILES_KEY: self.files_written,
-            "skipped": self.skipped or "",
-            "requests": self.requests,
-            "elapsed_s": round(self.elapsed_s, 3),
-        }

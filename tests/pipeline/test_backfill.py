@@ -25,6 +25,7 @@ from iozen_etl.definitions import defs
 from iozen_etl.pipeline.automation import incremental_sync_schedule
 from iozen_etl.pipeline.launch import run_sync
 from iozen_etl.pipeline.partitions import BACKFILL_TAG, BOT_PARTITIONS_NAME, bot_id_of
+from iozen_etl.resources import DataDirResource
 
 LAUNCH_BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
@@ -107,7 +108,7 @@ def test_ui_backfill_of_two_bots_rescans_only_them_and_keeps_resume_points(world
         # The next scheduled run is still incremental: nothing changed, so no bot's list is read
         # past its resume point; a bot holding IN_PROGRESS rows has its one page read again.
         (request,) = incremental_sync_schedule.evaluate_tick(
-            dg.build_schedule_context(instance=instance)
+            dg.build_schedule_context(instance=instance, resources={"data_dir": DataDirResource()})
         ).run_requests
         lists_before = world.sandbox.request_count("submissions")
         scheduled = defs.resolve_job_def("sync_job").execute_in_process(

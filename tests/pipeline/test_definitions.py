@@ -24,6 +24,7 @@ from iozen_etl.pipeline.partitions import (
     RANGE_START_TAG,
     SYNC_MODE_TAG,
 )
+from iozen_etl.resources import DataDirResource
 
 
 def test_definitions_load_with_the_flow_in_groups():
@@ -60,7 +61,9 @@ def test_the_api_key_is_an_env_var_not_a_value():
 def test_schedules_ask_for_one_run_over_every_bot(tmp_path, monkeypatch):
     monkeypatch.setenv("IOZEN_DATA_DIR", str(tmp_path))  # no listing yet: every key counts
     with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance)
+        context = dg.build_schedule_context(
+            instance=instance, resources={"data_dir": DataDirResource()}
+        )
         first = incremental_sync_schedule.evaluate_tick(context).run_requests
         # Nothing discovered yet: the bot listing alone, which registers the partitions.
         assert len(first) == 1
@@ -85,7 +88,9 @@ def test_new_bots_sensor_syncs_only_never_synced_bots(tmp_path, monkeypatch):
     monkeypatch.setenv("IOZEN_DATA_DIR", str(tmp_path))  # no listing yet: every key counts
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, ["b1", "b2"])
-        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        context = dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"data_dir": DataDirResource()}
+        )
         result = new_bots_sensor.evaluate_tick(context)
         (request,) = result.run_requests
         assert (request.tags[RANGE_START_TAG], request.tags[RANGE_END_TAG]) == ("b1", "b2")
@@ -167,7 +172,9 @@ def test_inbox_sensor_replays_settled_files_once_each(tmp_path, monkeypatch):
         # The daemon evaluates ticks inside such a context; a bare test must set it up.
         dg.partition_loading_context(dynamic_partitions_store=instance),
     ):
-        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        context = dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"data_dir": DataDirResource()}
+        )
         result = inbox_sensor.evaluate_tick(context)
         keys = sorted(request.partition_key for request in result.run_requests)
         assert keys == ["bot123/leads.csv", "mixed.csv"]

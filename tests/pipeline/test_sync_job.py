@@ -17,7 +17,14 @@ from iozen_etl.pipeline.automation import (
     sync_job,
 )
 from iozen_etl.pipeline.launch import open_instance, run_sync
-from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME, bot_id_of, bot_partition_key
+from iozen_etl.pipeline.partitions import (
+    BOT_PARTITIONS_NAME,
+    RECONCILE,
+    bot_id_of,
+    bot_partition_key,
+    range_tags,
+)
+from iozen_etl.pipeline.reconcile import submissions_held
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, serve
 from iozen_etl.settings import DataPaths
@@ -249,6 +256,29 @@ def test_a_run_marks_only_the_bots_that_changed_and_names_the_one_that_failed(wo
         assert world.warehouse_submissions() == world.truth_submissions()
 
 
+def test_the_reconcile_rescans_only_the_bots_whose_lake_count_is_off(world):
+    """The nightly reconcile compares what the sync wrote (the lake) with the API's counts,
+    never the warehouse downstream of it: a bot whose lake file went missing is rescanned."""
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert run_sync(defs, instance, say=lambda line: None).success
+        keys = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+        lake = Lake(world.paths.parquet)
+        short = max(world.sandbox.bot_ids(), key=lambda b: len(world.sandbox.submission_ids(b)))
+        for path in lake.path("submissions", short, "x").parent.glob("*.parquet"):
+            path.unlink()
+        assert submissions_held(lake, short) == 0
+
+        tags = range_tags(keys[0], keys[-1], RECONCILE)
+        job = defs.resolve_job_def("sync_job")
+        assert job.execute_in_process(instance=instance, tags=tags).success
+        (record,) = instance.fetch_observations(dg.AssetKey("submissions"), limit=1).records
+        facts = record.asset_observation.metadata
+        assert facts["run/bots_rescanned"].value == 1
+        (row,) = [r.data for r in facts["run/bots"].value.records if r.data["rescan"]]
+        assert row["bot_id"] == short
+        assert submissions_held(lake, short) == len(world.sandbox.submission_ids(short))
+
+
 def test_a_blank_or_unknown_partition_key_stops_neither_the_schedule_nor_the_sensor(world):
     """The UI's "Add partition" dialog accepts an empty name, or any id: the next schedule tick
     and sensor tick remove a blank key, leave out a key no listing has seen (both with a
@@ -261,14 +291,18 @@ def test_a_blank_or_unknown_partition_key_stops_neither_the_schedule_nor_the_sen
         late = world.sandbox.add_bot(name="Late Arrival")
         world.sandbox.generate_submissions(late, 3)
 
-        tick = incremental_sync_schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        tick = incremental_sync_schedule.evaluate_tick(
+            dg.build_schedule_context(instance=instance, resources={"data_dir": DataDirResource()})
+        )
         (request,) = tick.run_requests
         assert request.partition_key_range == dg.PartitionKeyRange(bots[0], bots[-1])
         assert instance.get_dynamic_partitions(BOT_PARTITIONS_NAME) == [*bots, "ghost__nope"]
         assert job.execute_in_process(instance=instance, tags=request.tags).success
 
         instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, [""])
-        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        context = dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"data_dir": DataDirResource()}
+        )
         (request,) = new_bots_sensor.evaluate_tick(context).run_requests
         key = bot_partition_key(late, "Late Arrival")
         assert key == f"late-arrival__{late}"
