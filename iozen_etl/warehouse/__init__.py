@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from iozen_etl.warehouse.checks import CheckResult, run_all_checks
-from iozen_etl.warehouse.load import LoadReport, RejectedFile, load_warehouse, rebuild_warehouse
+from iozen_etl.warehouse.load import load_warehouse, rebuild_warehouse
 from iozen_etl.warehouse.merge import TableCounts
 from iozen_etl.warehouse.publish import WarehouseBusy
 from iozen_etl.warehouse.query import (
@@ -14,6 +14,7 @@ from iozen_etl.warehouse.query import (
     format_table,
     run_query,
 )
+from iozen_etl.warehouse.report import LoadReport, RejectedFile
 
 __all__ = [
     "CheckResult",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,12 +31,12 @@ from iozen_etl.warehouse.merge import (
     scalar,
 )
 from iozen_etl.warehouse.merge_submissions import SubmissionBatch, merge_submissions
-from iozen_etl.warehouse.mirror import MIRRORED_TABLES, mirror_state
-from iozen_etl.warehouse.publish import publish_copy, writer_lock
+from iozen_etl.warehouse.mirror import mirror_state
+from iozen_etl.warehouse.publish import Publication, publish_copy, writer_lock
+from iozen_etl.warehouse.report import LoadReport, RejectedFile, TableFacts, table_facts
 from iozen_etl.warehouse.sql_files import SQL_DIR, apply_sql
 from iozen_etl.warehouse.wide_views import WideViewChanges, refresh_wide_views, unchanged_views
 
-REPORTED_TABLES = (*LAKE_TABLES, *MIRRORED_TABLES)
 # Rows (submissions + answers) merged per batch: bounds the load's memory, not its result.
 BATCH_ROWS = 1_000_000
 # The working set is one batch; DuckDB's default limit (80% of RAM) would instead keep every
@@ -56,56 +56,6 @@ WRITER_SETTINGS: dict[str, str | bool | int | float | list[str]] = {
 }
 
 
-@dataclass(frozen=True)
-class RejectedFile:
-    """A lake file the load could not use; it is not ledgered, so a later load retries it."""
-
-    path: str  # relative to the lake root
-    reason: str
-
-
-@dataclass(frozen=True)
-class LoadReport:
-    """The facts of one load (no answer values): what came in and what the tables look like."""
-
-    load_id: int
-    mode: str  # "incremental" or "rebuild"
-    files_loaded: Mapping[str, int]
-    rejected: tuple[RejectedFile, ...]
-    tables: Mapping[str, TableCounts]
-    row_counts: Mapping[str, int]
-    column_schemas: Mapping[str, Mapping[str, str]]
-    mirrored: Mapping[str, int]
-    wide_views: WideViewChanges
-    published: bool
-    publish_skipped_reason: str | None
-    seconds: Mapping[str, float] = field(default_factory=dict)
-    # How the snapshot was made: "reflink", "spare" (changed blocks only) or "copy".
-    publish_method: str = ""
-    publish_bytes_written: int = 0
-    # table -> column -> what it holds (comment on column, in sql/); columns without one omitted
-    column_comments: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-
-    def metadata(self) -> dict[str, object]:
-        """A flat, JSON-friendly view for Dagster metadata."""
-        return {
-            "load_id": self.load_id,
-            "mode": self.mode,
-            "files_loaded": dict(self.files_loaded),
-            "files_rejected": [asdict(r) for r in self.rejected],
-            "rows": {name: asdict(counts) for name, counts in self.tables.items()},
-            "row_counts": dict(self.row_counts),
-            "column_schemas": {k: dict(v) for k, v in self.column_schemas.items()},
-            "mirrored": dict(self.mirrored),
-            "wide_views": asdict(self.wide_views),
-            "published": self.published,
-            "publish_skipped_reason": self.publish_skipped_reason,
-            "publish_method": self.publish_method,
-            "publish_bytes_written": self.publish_bytes_written,
-            "seconds": dict(self.seconds),
-        }
-
-
 def _read_ledger(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
     rows = con.execute("select path, size_bytes, mtime_ns, inode from load_ledger").fetchall()
     return {str(path): (int(size), int(mtime), int(inode)) for path, size, mtime, inode in rows}
@@ -119,7 +69,7 @@ def _record_files(
 ) -> None:
     if not loaded:
         return
-    # Bound as lists: registering an Arrow table makes duckdb import pandas (0.7 s).
+    # Bound as lists: registering an Arrow table makes duckdb import pandas, a slow import.
     paths = [f.rel_path for f, _ in loaded]
     con.execute("delete from load_ledger where path in (select unnest($1))", [paths])
     con.execute(
@@ -136,32 +86,6 @@ def _record_files(
             now,
         ],
     )
-
-
-def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    counts = {}
-    for table in REPORTED_TABLES:
-        counts[table] = scalar(con, f"select count(*) from {table}")
-    return counts
-
-
-def _column_schemas(
-    con: duckdb.DuckDBPyConnection,
-) -> tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]]:
-    """Each reported table's columns and types, and the comments of those that have one."""
-    schemas: dict[str, dict[str, str]] = {table: {} for table in REPORTED_TABLES}
-    comments: dict[str, dict[str, str]] = {table: {} for table in REPORTED_TABLES}
-    rows = con.execute(
-        "select table_name, column_name, data_type, comment from duckdb_columns()"
-        " where schema_name = 'main' and database_name = current_database()"
-        " order by table_name, column_index"
-    ).fetchall()
-    for table, column, data_type, comment in rows:
-        if table in schemas:
-            schemas[table][str(column)] = str(data_type)
-            if comment:
-                comments[table][str(column)] = str(comment)
-    return schemas, comments
 
 
 def _bot_batches(files: Sequence[tuple[LakeFile, int]], batch_rows: int) -> list[list[LakeFile]]:
@@ -349,8 +273,7 @@ def _load(
         except BaseException:
             con.execute("rollback")
             raise
-        row_counts = _row_counts(con)
-        column_schemas, column_comments = _column_schemas(con)
+        facts = table_facts(con)
         with _timed(seconds, "checkpoint"):
             con.execute("checkpoint")
         with _timed(seconds, "publish"):
@@ -359,15 +282,26 @@ def _load(
     finally:
         con.close()
     seconds["total"] = time.perf_counter() - started
+    return _report(mode, new, merged, facts, publication, seconds)
+
+
+def _report(
+    mode: str,
+    new: _NewFiles,
+    merged: _Merged,
+    facts: TableFacts,
+    publication: Publication,
+    seconds: Mapping[str, float],
+) -> LoadReport:
     return LoadReport(
         load_id=merged.load_id,
         mode=mode,
         files_loaded=_files_per_table(new.good),
         rejected=tuple(new.rejected),
         tables=merged.tables,
-        row_counts=row_counts,
-        column_schemas=column_schemas,
-        column_comments=column_comments,
+        row_counts=facts.row_counts,
+        column_schemas=facts.column_schemas,
+        column_comments=facts.column_comments,
         mirrored=merged.mirrored,
         wide_views=merged.wide_views,
         published=publication.skipped is None,

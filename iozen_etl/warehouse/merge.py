@@ -103,7 +103,7 @@ def read_files(uniform: bool, options: str = "") -> str:
 
     ``uniform``: every file has the same column names and types (the load read each footer).
     Then DuckDB reads each file as the first; otherwise ``union_by_name`` also unifies the
-    types (an int32 in one file and an int64 in another), which costs about 0.15 ms a file.
+    types (an int32 in one file and an int64 in another), which costs time on every file.
     """
     union = "false" if uniform else "true"
     return f"read_parquet($files, union_by_name = {union}, hive_partitioning = false{options})"
