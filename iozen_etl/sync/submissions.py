@@ -147,6 +147,8 @@ def _tally(
 
 
 class _Engine:
+    """One run over many bots: what their threads share (the stop flag, the refresh budget)."""
+
     def __init__(
         self,
         client: SyncClient,
@@ -179,6 +181,7 @@ class _Engine:
     def sync_bot(
         self, bot: IntakeBot, *, full_refresh: bool, refresh: RefreshPlan | None
     ) -> BotSubmissionsReport:
+        """One bot's submissions: skipped when nothing can have moved, else read and reported."""
         live = self.state.get(SUBMISSIONS_STREAM, bot.id)
         rescan = self.state.get(RESCAN_STREAM, bot.id)
         before = live.resume_point if live else None
@@ -522,7 +525,7 @@ class _Engine:
                 raise
             run.refresh_fallback = True  # the page start expired: one GET each instead
         finally:
-            self._storerechecked(run, rechecked)
+            self._store_rechecked(run, rechecked)
         if self.stop.is_set():
             raise _Stop
 
@@ -551,11 +554,11 @@ class _Engine:
                     sub = replace(sub, message_count=len(sub.messages))
                 rechecked.add(run, sub, stored_updated_at, stored_digest)
         finally:
-            self._storerechecked(run, rechecked)
+            self._store_rechecked(run, rechecked)
         if self.stop.is_set():
             raise _Stop
 
-    def _storerechecked(self, run: BotRun, rechecked: Rechecked) -> None:
+    def _store_rechecked(self, run: BotRun, rechecked: Rechecked) -> None:
         """The rows that moved into one refresh file, then the IN_PROGRESS bookkeeping."""
         if rechecked.fresh:
             stem = f"refresh-{stamp(self.synced_at)}"

@@ -6,6 +6,7 @@ import httpx
 import pyarrow.parquet as pq
 
 from iozen_etl.api import RetryPolicy
+from iozen_etl.pipeline.reporting import run_observation
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, sandbox_transport
 from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, WEBHOOKS_STREAM, StateStore
 from iozen_etl.sync.submissions import PAGES_PER_FILE
@@ -56,7 +57,7 @@ def test_an_unchanged_workspace_costs_only_the_bot_listing(tmp_path):
     bots, subs = work.sync(make_client(box))
     assert box.request_count() - before == 1  # 30 bots fit one listing page
     assert subs.count("skipped") == 30 and bots.details_fetched == 0
-    assert subs.metadata()["requests"] == 0
+    assert subs.requests == 0
 
 
 def test_incremental_sync_after_new_updated_and_completed_submissions_and_a_new_bot(tmp_path):
@@ -176,7 +177,7 @@ def test_a_schema_change_is_stored_as_a_new_version_and_answers_by_name_only(tmp
     assert "loyalty_tier" in [row["name"] for row in newest]
     report = next(b for b in subs.bots if b.intake_bot_id == target)
     assert "unlisted_answer" in report.unknown_answer_fields
-    assert "secret-value-123" not in repr(subs) + repr(bots) + str(subs.metadata())
+    assert "secret-value-123" not in repr(subs) + repr(bots) + str(run_observation(subs))
     assert_lake_matches_truth(tmp_path, box)
     answers = read_table(tmp_path, "submission_answers").to_pylist()
     assert any(r["field_name"] == "unlisted_answer" for r in answers)
