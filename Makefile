@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 # A run over N bot partitions announces itself with one "planned" event instead of N (each is
-# its own SQLite write: ~20 s for 1,000 bots); the price is that a failed run does not mark its
-# partitions failed in the UI (the run and its metadata still name the bots that failed).
+# its own SQLite write, which a workspace of a thousand bots feels); the price is that a failed
+# run does not mark its partitions failed in the UI (the run and its metadata still name the
+# bots that failed).
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
 # Event batches: a real saving with PostgreSQL storage; SQLite still writes events one by one.
 export DAGSTER_EVENT_BATCH_SIZE ?= 1000
