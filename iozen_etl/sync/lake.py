@@ -38,10 +38,10 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 def _encode(data: pa.Table) -> pa.Buffer:
-    """One page as Parquet bytes. Snappy without dictionaries, statistics or a stored Arrow
-    schema: for files of one page these cost more CPU than they save (the Parquet types alone
-    read back as the lake schema, which the tests check). Measured on a page of 100 submissions:
-    ~0.9 ms for both files against ~1.6 ms with zstd, at ~1.6x the bytes (~33 KB a page)."""
+    """Some pages as Parquet bytes. Snappy without dictionaries, statistics or a stored Arrow
+    schema: for files this small these cost more CPU than they save (the Parquet types alone
+    read back as the lake schema, which the tests check), and snappy encodes faster than zstd
+    for somewhat more bytes."""
     sink = pa.BufferOutputStream()
     pq.write_table(
         data,
