@@ -82,12 +82,9 @@ class MergePlan:
             self.con.execute(f"drop table {self.table}")
 
 
-def columns(table: str) -> list[str]:
-    return [field.name for field in LAKE_TABLES[table]]
-
-
 def column_list(table: str, prefix: str = "") -> str:
-    return ", ".join(f"{prefix}{name}" for name in columns(table))
+    """The lake table's columns, comma separated, each after ``prefix`` (a table alias)."""
+    return ", ".join(f"{prefix}{field.name}" for field in LAKE_TABLES[table])
 
 
 def scan_with_filename(table: str) -> str:
@@ -132,8 +129,8 @@ def merge_keyed(
 ) -> MergePlan:
     """Merge one of the id-keyed tables.
 
-    The plan's table holds (id, version, action): for applied rows (insert, update, refresh)
-    ``version`` is the row's stored ``updated_at`` after the merge. An equal version is
+    The plan's table holds, per staged id, its ``action`` and ``version``: for applied rows
+    (insert, update, refresh) the row's stored ``updated_at`` after the merge. An equal version is
     re-applied (a later sync of the same version) but counted unchanged: the API bumps
     ``updated_at`` whenever a row changes.
     """
