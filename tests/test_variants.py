@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from iozen_etl.pipeline.reporting import run_totals
 from iozen_etl.replay import replay_csv
 from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig
 from iozen_etl.settings import DataPaths
@@ -199,7 +200,7 @@ def test_newest_first_lists_fall_back_to_a_rescan_and_say_so(tmp_path: Path) -> 
     rescanned = {b.intake_bot_id: b.rescan for b in second.submissions.bots if b.rescan}
     assert rescanned, "a newest-first list must be rescanned, not trusted from a cursor"
     assert set(rescanned.values()) == {"out_of_order"}
-    assert second.submissions.metadata()["bots_rescanned"] == len(rescanned)
+    assert run_totals(second.submissions)["bots_rescanned"] == len(rescanned)
 
 
 def sync_across_cursor_expiry(
