@@ -10,6 +10,7 @@ benchmarks (sync, pipeline, compare) to those workspace sizes (default: 100,000 
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import platform
@@ -27,19 +28,39 @@ SIZED = {"sync", "pipeline", "compare"}
 QUICK = {"compare"}
 
 
-def main(argv: list[str]) -> int:
-    sizes: list[int] | None = None
-    quick = "--quick" in argv
-    argv = [arg for arg in argv if arg != "--quick"]
-    if "--sizes" in argv:
-        at = argv.index("--sizes")
-        sizes = [int(size) for size in argv[at + 1].split(",")]
-        argv = argv[:at] + argv[at + 2 :]
-    chosen = argv or AREAS
-    unknown = sorted(set(chosen) - set(AREAS))
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure iozen-etl against baselines taken in the same run; figures go to "
+        "bench/results/latest.json.",
+    )
+    parser.add_argument(
+        "areas",
+        nargs="*",
+        metavar="AREA",
+        help=f"areas to run (default: all): {', '.join(AREAS)}",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: [int(size) for size in text.split(",")],
+        default=None,
+        help="workspace sizes for the full-sync areas (sync, pipeline, compare), e.g. 100000",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="the short form of the areas that have one (compare)"
+    )
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.areas) - set(AREAS))
     if unknown:
-        print(f"unknown bench area(s): {', '.join(unknown)}; choose from {', '.join(AREAS)}")
-        return 2
+        parser.error(f"unknown area(s): {', '.join(unknown)}; choose from {', '.join(AREAS)}")
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    sizes: list[int] | None = args.sizes
+    quick: bool = args.quick
+    chosen = args.areas or AREAS
     results: dict[str, object] = {
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
