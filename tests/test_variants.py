@@ -23,16 +23,13 @@ from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.state import StateStore
 from iozen_etl.sync.submissions import sync_submissions
-from tests.variants_support import (
-    Published,
-    RunReport,
+from tests.support.truth import (
     assert_warehouse_equals_truth,
-    move_world,
-    run_pipeline,
-    sandbox_client,
     truth_submissions,
     warehouse_submissions,
 )
+from tests.support.variants import RunReport, move_world, run_pipeline, variants_client
+from tests.support.warehouse import Published
 
 UNLIMITED = 10**9
 EXAMPLE_CSV = Path(__file__).resolve().parents[1] / "iozen_etl" / "examples" / "submissions.csv"
@@ -125,7 +122,7 @@ def make_sandbox(**config: Any) -> Sandbox:
 def test_first_and_incremental_sync_equal_the_truth(variant: Variant, tmp_path: Path) -> None:
     sandbox = make_sandbox(**variant.config)
     paths = DataPaths(tmp_path)
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     kept = client.create_webhook("http://127.0.0.1:9/kept", ["submission.completed"])
     gone = client.create_webhook("http://127.0.0.1:9/gone", ["submission.updated"])
 
@@ -177,7 +174,7 @@ def test_first_and_incremental_sync_equal_the_truth(variant: Variant, tmp_path: 
 
 def test_rate_limited_runs_wait_on_the_sandbox_clock(tmp_path: Path) -> None:
     sandbox = make_sandbox(rate_limit=4)
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     before = sandbox.clock.now()
     report = run_pipeline(client, DataPaths(tmp_path))
     assert_warehouse_equals_truth(DataPaths(tmp_path), sandbox)
@@ -191,7 +188,7 @@ def test_rate_limited_runs_wait_on_the_sandbox_clock(tmp_path: Path) -> None:
 
 def test_newest_first_lists_fall_back_to_a_rescan_and_say_so(tmp_path: Path) -> None:
     sandbox = make_sandbox(list_order="desc", submissions_per_bot=150)
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     paths = DataPaths(tmp_path)
     run_pipeline(client, paths)
     move_world(sandbox)
@@ -211,7 +208,7 @@ def sync_across_cursor_expiry(
     sandbox = make_sandbox(cursor_mode="opaque", cursor_ttl_s=30.0, **config)
     for bot in sandbox.bot_ids():
         sandbox.generate_submissions(bot, late_in_progress, status="IN_PROGRESS")
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     paths = DataPaths(tmp_path)
     run_pipeline(client, paths)
     move_world(sandbox)  # moves the clock past every cursor's lifetime
@@ -251,7 +248,7 @@ def test_an_expired_cursor_of_a_short_bot_falls_back_to_its_first_page(tmp_path:
 def test_a_deleted_webhook_endpoint_leaves_the_warehouse(tmp_path: Path) -> None:
     sandbox = make_sandbox(bots=1, submissions_per_bot=5, delete_status=204)
     paths = DataPaths(tmp_path)
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     kept = client.create_webhook("http://127.0.0.1:9/kept", ["submission.completed"])
     gone = client.create_webhook("http://127.0.0.1:9/gone", ["submission.updated"])
     run_pipeline(client, paths)
@@ -265,7 +262,7 @@ def test_a_deleted_webhook_endpoint_leaves_the_warehouse(tmp_path: Path) -> None
 def test_pro_plan_key_skips_webhooks_and_syncs_the_rest(tmp_path: Path) -> None:
     sandbox = make_sandbox(plan="pro", rate_limit=None)
     paths = DataPaths(tmp_path)
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     first = run_pipeline(client, paths)
     assert first.webhooks.skipped == "feature_not_available"
     assert_warehouse_equals_truth(paths, sandbox, webhooks=False)
@@ -279,7 +276,7 @@ def test_key_without_the_webhook_scope_skips_webhooks(tmp_path: Path) -> None:
     sandbox = make_sandbox()
     key = sandbox.add_key(["read:intake-bots", "read:submissions"])
     paths = DataPaths(tmp_path)
-    report = run_pipeline(sandbox_client(sandbox, key), paths)
+    report = run_pipeline(variants_client(sandbox, key), paths)
     assert report.webhooks.skipped == "insufficient_scopes"
     assert_warehouse_equals_truth(paths, sandbox, webhooks=False)
 
@@ -290,7 +287,7 @@ def test_an_edit_to_a_completed_submission_needs_a_full_refresh(tmp_path: Path) 
     it. The documented remedy is a full-refresh backfill, which must then catch it."""
     sandbox = make_sandbox()
     paths = DataPaths(tmp_path)
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     run_pipeline(client, paths)
     target = next(s for s in sandbox.truth_submissions() if s["status"] == "COMPLETED")
     sandbox.clock.advance(300)
@@ -337,7 +334,7 @@ def test_replay_against_a_201_server_creates_each_row_once(tmp_path: Path, name:
     # A copy: the replay writes its rejects file beside the input, never into the package.
     example = Path(shutil.copy(EXAMPLE_CSV, tmp_path / "submissions.csv"))
 
-    first = replay_csv(sandbox_client(sandbox), paths, example, bot_id=bot_id)
+    first = replay_csv(variants_client(sandbox), paths, example, bot_id=bot_id)
     created = [s for s in sandbox.truth_submissions(bot_id) if s["id"] not in seeded]
     assert first.created > 0 and first.stopped_reason is None
     assert len(created) == first.created
@@ -345,7 +342,7 @@ def test_replay_against_a_201_server_creates_each_row_once(tmp_path: Path, name:
         assert sandbox.request_count("create_submission", "POST") > first.created
     assert first.created + first.rejected == first.rows
 
-    again = replay_csv(sandbox_client(sandbox), paths, example, bot_id=bot_id)
+    again = replay_csv(variants_client(sandbox), paths, example, bot_id=bot_id)
     assert again.created == 0 and again.already_created == first.created
     assert len(sandbox.truth_submissions(bot_id)) == len(seeded) + len(created)
 
@@ -361,7 +358,7 @@ def test_a_cursor_expiring_mid_scan_fails_that_bot_not_the_run(tmp_path: Path) -
     small = sandbox.add_bot("Small")
     sandbox.generate_submissions(small, 20)
     paths = DataPaths(tmp_path)
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     lake = Lake(paths.parquet)
     with StateStore(paths.state_db) as state:
         bots = sync_bots(client, lake, state, concurrency=1)
@@ -377,7 +374,7 @@ def test_a_completion_in_the_same_second_is_kept_without_milliseconds(tmp_path: 
     sandbox.clock.advance(10.2)
     [submission] = sandbox.generate_submissions(bot, 1, status="IN_PROGRESS")
     paths = DataPaths(tmp_path)
-    client = sandbox_client(sandbox)
+    client = variants_client(sandbox)
     run_pipeline(client, paths)
     # The same second: updated_at moves by a millisecond the wire does not show.
     sandbox.update_submission(bot, submission, status="COMPLETED", data={"notes": "done"})

@@ -7,7 +7,7 @@ import pytest
 
 from iozen_etl import __version__
 from iozen_etl.api import BodyTooLarge, IozenClient, MalformedResponse, TransportError
-from tests.api.wire import API_KEY, body_of, bot, make_client, ok, page, submission, webhook
+from tests.support.wire import API_KEY, body_of, bot, mock_client, ok, page, submission, webhook
 
 FIELDS_SCHEMA = {
     "fields": [
@@ -107,7 +107,7 @@ def capturing(request: httpx.Request) -> httpx.Response:
 @pytest.fixture
 def client():
     captured.clear()
-    with make_client(capturing) as client:
+    with mock_client(capturing) as client:
         yield client
 
 
@@ -132,7 +132,7 @@ def test_list_intake_bots_reads_items_and_pagination(client: IozenClient) -> Non
 
 
 def test_bot_detail_wrapped_with_fields_skips_unknown_kinds_and_keeps_extra_keys() -> None:
-    with make_client(bot_detail_wrapped) as client:
+    with mock_client(bot_detail_wrapped) as client:
         detail = client.get_intake_bot("bot001")
     assert detail.schema_shape == "fields"
     assert detail.description == "d" and detail.share_url == "s-1"
@@ -149,7 +149,7 @@ def test_bot_detail_wrapped_with_fields_skips_unknown_kinds_and_keeps_extra_keys
 
 
 def test_bot_detail_bare_data_with_legacy_list_schema() -> None:
-    with make_client(bot_detail_bare_legacy) as client:
+    with mock_client(bot_detail_bare_legacy) as client:
         detail = client.get_intake_bot("bot001")
     assert detail.schema_shape == "legacy"
     assert detail.schema is not None
@@ -229,7 +229,7 @@ def test_delete_accepts_the_200_envelope() -> None:
         sent.append(request)
         return ok({"deleted": True, "id": "wh001"})
 
-    with make_client(delete_with_envelope) as client:
+    with mock_client(delete_with_envelope) as client:
         client.delete_webhook("wh001")
         # Done at the first answer: neither retried nor counted as a failure.
         assert client.stats.snapshot() == {
@@ -263,13 +263,13 @@ def item_without_id(request: httpx.Request) -> httpx.Response:
 
 
 def test_an_item_without_id_is_a_malformed_response_naming_its_position() -> None:
-    with make_client(item_without_id) as client, pytest.raises(MalformedResponse) as caught:
+    with mock_client(item_without_id) as client, pytest.raises(MalformedResponse) as caught:
         client.list_intake_bots_page()
     assert "intake_bots[1]" in str(caught.value) and caught.value.status == 200
 
 
 def test_client_repr_and_an_empty_key() -> None:
-    with make_client(echo_request) as client:
+    with mock_client(echo_request) as client:
         assert API_KEY not in repr(client) and API_KEY not in repr(client.budget)
     with pytest.raises(ValueError, match="API key is required"):
         IozenClient("  ")

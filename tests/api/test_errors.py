@@ -26,7 +26,8 @@ from iozen_etl.api import (
     WaitCeilingReached,
     WorkspaceArchived,
 )
-from tests.api.wire import API_KEY, FakeTime, fail, make_client
+from tests.support.clock import FakeTime
+from tests.support.wire import API_KEY, fail, mock_client
 
 ONE_TRY = RetryPolicy(max_attempts=1, max_throttled=0)
 
@@ -89,7 +90,7 @@ def test_error_codes_map_to_classes(status, code, details, cls, attrs) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return fail(status, code, details, request_id="req_abcdefabcdefabcdefabcdef")
 
-    with make_client(handler, retry=ONE_TRY) as client, pytest.raises(cls) as caught:
+    with mock_client(handler, retry=ONE_TRY) as client, pytest.raises(cls) as caught:
         client.list_intake_bots_page()
     error = caught.value
     assert type(error) is cls
@@ -126,7 +127,7 @@ def cursor_rejected(request: httpx.Request) -> httpx.Response:
 
 def test_rejected_cursor_is_flagged_and_not_retried() -> None:
     time = FakeTime()
-    with make_client(cursor_rejected, time) as client, pytest.raises(ValidationFailed) as caught:
+    with mock_client(cursor_rejected, time) as client, pytest.raises(ValidationFailed) as caught:
         client.list_submissions_page("bot001", cursor="stale")
     assert caught.value.is_cursor_error
     assert client.stats.requests == 1 and time.sleeps == []
@@ -154,7 +155,7 @@ def error_chain(error: BaseException | None) -> list[BaseException]:
 def test_no_error_repr_args_cause_or_log_line_shows_the_key(path, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     policy = RetryPolicy(max_attempts=3)
-    with make_client(every_failure, retry=policy) as client, pytest.raises(IozenError) as caught:
+    with mock_client(every_failure, retry=policy) as client, pytest.raises(IozenError) as caught:
         client.get_webhook(path.strip("/"))
     for error in error_chain(caught.value):
         for shown in (str(error), repr(error), repr(error.args)):

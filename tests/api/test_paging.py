@@ -7,7 +7,7 @@ import pytest
 
 from iozen_etl.api import MalformedResponse, ValidationFailed, is_ascending
 from iozen_etl.api.parsing import parse_submission
-from tests.api.wire import bot, fail, make_client, ok, page, submission
+from tests.support.wire import bot, fail, mock_client, ok, page, submission
 
 BOTS = [bot(n) for n in range(1, 251)]
 
@@ -23,7 +23,7 @@ def keyset_bots(request: httpx.Request) -> httpx.Response:
 
 
 def test_walks_every_page_and_stops_on_a_null_cursor() -> None:
-    with make_client(keyset_bots) as client:
+    with mock_client(keyset_bots) as client:
         pages = list(client.iter_intake_bot_pages())
     assert [len(p.items) for p in pages] == [100, 100, 50]
     assert [p.resume_point for p in pages] == ["bot100", "bot200", "bot250"]
@@ -32,13 +32,13 @@ def test_walks_every_page_and_stops_on_a_null_cursor() -> None:
 
 
 def test_resumes_from_a_stored_point() -> None:
-    with make_client(keyset_bots) as client:
+    with mock_client(keyset_bots) as client:
         pages = list(client.iter_intake_bot_pages("bot200"))
     assert [b.id for b in pages[0].items][:1] == ["bot201"] and len(pages) == 1
 
 
 def test_resuming_at_the_end_yields_one_empty_page_keeping_the_resume_point() -> None:
-    with make_client(keyset_bots) as client:
+    with mock_client(keyset_bots) as client:
         (only,) = list(client.iter_intake_bot_pages("bot250"))
     assert only.items == [] and only.resume_point == "bot250" and only.in_order
 
@@ -50,7 +50,7 @@ def has_more_false_but_cursor(request: httpx.Request) -> httpx.Response:
 
 
 def test_stops_on_has_more_false_and_resumes_from_the_cursor_given() -> None:
-    with make_client(has_more_false_but_cursor) as client:
+    with mock_client(has_more_false_but_cursor) as client:
         (only,) = list(client.iter_intake_bot_pages())
     assert only.resume_point == "opaque-9" and client.stats.requests == 1
 
@@ -64,7 +64,7 @@ def opaque_cursors(request: httpx.Request) -> httpx.Response:
 
 
 def test_cursors_are_opaque() -> None:
-    with make_client(opaque_cursors) as client:
+    with mock_client(opaque_cursors) as client:
         pages = list(client.iter_intake_bot_pages())
     assert [p.resume_point for p in pages] == ["tok-A", "tok-B", "bot005"]
 
@@ -76,7 +76,7 @@ def newest_first(request: httpx.Request) -> httpx.Response:
 
 
 def test_a_descending_page_is_flagged() -> None:
-    with make_client(newest_first) as client:
+    with mock_client(newest_first) as client:
         pages = list(client.iter_intake_bot_pages())
     assert [p.in_order for p in pages] == [False, False]
 
@@ -88,7 +88,7 @@ def pages_out_of_order_between(request: httpx.Request) -> httpx.Response:
 
 
 def test_order_is_checked_against_the_previous_page() -> None:
-    with make_client(pages_out_of_order_between) as client:
+    with mock_client(pages_out_of_order_between) as client:
         pages = list(client.iter_intake_bot_pages())
     assert [p.in_order for p in pages] == [True, False]
 
@@ -98,7 +98,7 @@ def repeating_cursor(request: httpx.Request) -> httpx.Response:
 
 
 def test_a_cursor_that_does_not_move_is_malformed_not_an_endless_loop() -> None:
-    with make_client(repeating_cursor) as client, pytest.raises(MalformedResponse, match="repeats"):
+    with mock_client(repeating_cursor) as client, pytest.raises(MalformedResponse, match="repeats"):
         list(client.iter_intake_bot_pages("same"))
 
 
@@ -108,7 +108,7 @@ def missing_pagination(request: httpx.Request) -> httpx.Response:
 
 def test_a_list_without_pagination_is_malformed() -> None:
     with (
-        make_client(missing_pagination) as client,
+        mock_client(missing_pagination) as client,
         pytest.raises(MalformedResponse, match="pagination"),
     ):
         client.list_intake_bots_page()
@@ -140,7 +140,7 @@ def second_page_fails(request: httpx.Request) -> httpx.Response:
 
 
 def test_a_failing_next_page_is_raised_only_when_it_is_asked_for() -> None:
-    with make_client(second_page_fails) as client:
+    with mock_client(second_page_fails) as client:
         pages = client.iter_intake_bot_pages()
         first = next(pages)
         assert len(first.items) == 100 and first.resume_point == "bot100"

@@ -9,7 +9,8 @@ import pytest
 
 from iozen_etl.api import RateBudget, shared_budget
 from iozen_etl.api.ratelimit import budget_id
-from tests.api.wire import API_KEY, FakeTime
+from tests.support.clock import FakeTime
+from tests.support.wire import API_KEY
 
 WINDOW = 60.0
 MARGIN = 0.25

@@ -19,7 +19,8 @@ from iozen_etl.api import (
     WaitCeilingReached,
 )
 from iozen_etl.api.retry import rate_limit_hint
-from tests.api.wire import WALL_START, FakeTime, fail, make_client, ok, page, submission, webhook
+from tests.support.clock import WALL_START, FakeTime
+from tests.support.wire import fail, mock_client, ok, page, submission, webhook
 
 NO_JITTER = RetryPolicy(rate_limit_jitter=0.0)
 
@@ -132,7 +133,7 @@ def quota(request: httpx.Request) -> httpx.Response:
 def test_429_waits_by_the_first_server_hint(answer, expected_wait) -> None:
     handler, _ = scripted(answer, listing)
     time = FakeTime()
-    with make_client(handler, time, NO_JITTER) as client:
+    with mock_client(handler, time, NO_JITTER) as client:
         result = client.list_submissions_page("bot001")
     assert [s.id for s in result.items] == ["sub0001"]
     assert time.sleeps == [pytest.approx(expected_wait)]
@@ -152,7 +153,7 @@ def test_429_without_any_hint_uses_its_own_backoff_above_the_floor() -> None:
     handler, _ = scripted(limited_no_hint, limited_no_hint, listing)
     time = FakeTime()
     policy = RetryPolicy(rate_limit_jitter=0.0, rate_limit_floor=1.0, base_delay=4.0)
-    with make_client(handler, time, policy) as client:
+    with mock_client(handler, time, policy) as client:
         client.list_submissions_page("bot001")
     assert len(time.sleeps) == 2
     assert all(1.0 <= wait <= 8.0 for wait in time.sleeps)
@@ -162,7 +163,7 @@ def test_429_pauses_the_shared_budget_for_every_other_request() -> None:
     handler, _ = scripted(limited_body_12, listing)
     time = FakeTime()
     once = RetryPolicy(max_attempts=1, max_throttled=0, rate_limit_jitter=0.0)
-    with make_client(handler, time, once) as client:
+    with mock_client(handler, time, once) as client:
         with pytest.raises(RateLimitExceeded):
             client.list_submissions_page("bot001")
         assert client.budget.delay() == pytest.approx(12.0)
@@ -173,7 +174,7 @@ def test_429_pauses_the_shared_budget_for_every_other_request() -> None:
 def test_persistent_429_gives_up_with_rate_limit_exceeded() -> None:
     handler, seen = scripted(limited_body_12)
     policy = RetryPolicy(max_throttled=2, rate_limit_jitter=0.0)
-    with make_client(handler, retry=policy) as client, pytest.raises(RateLimitExceeded) as caught:
+    with mock_client(handler, retry=policy) as client, pytest.raises(RateLimitExceeded) as caught:
         client.list_submissions_page("bot001")
     assert len(seen) == 3 and caught.value.retry_after == 12.0
 
@@ -186,7 +187,7 @@ def test_faults_on_a_get_are_retried_with_capped_full_jitter(fault) -> None:
     handler, seen = scripted(fault, fault, fault, listing)
     time = FakeTime()
     policy = RetryPolicy(base_delay=1.0, max_delay=3.0)
-    with make_client(handler, time, policy) as client:
+    with mock_client(handler, time, policy) as client:
         client.list_submissions_page("bot001")
     assert len(seen) == 4
     # retry n waits uniformly within [0, min(cap, base * 2**n)]: 1, 2, then capped at 3
@@ -217,7 +218,7 @@ def test_backoff_is_full_jitter_and_capped() -> None:
 def test_after_the_last_attempt_the_fault_is_raised(fault, error) -> None:
     handler, seen = scripted(fault)
     with (
-        make_client(handler, retry=RetryPolicy(max_attempts=3)) as client,
+        mock_client(handler, retry=RetryPolicy(max_attempts=3)) as client,
         pytest.raises(error) as caught,
     ):
         client.get_submission("bot001", "sub0001")
@@ -229,7 +230,7 @@ def test_the_wait_ceiling_stops_retrying_with_a_distinct_error() -> None:
     handler, seen = scripted(limited_body_12)
     policy = RetryPolicy(max_attempts=50, max_total_wait=30.0, rate_limit_jitter=0.0)
     time = FakeTime()
-    with make_client(handler, time, policy) as client, pytest.raises(WaitCeilingReached) as caught:
+    with mock_client(handler, time, policy) as client, pytest.raises(WaitCeilingReached) as caught:
         client.list_submissions_page("bot001")
     assert time.sleeps == [12.0, 12.0]  # a third 12 s wait would pass 30 s
     assert caught.value.waited == 24.0 and caught.value.next_wait == 12.0
@@ -239,7 +240,7 @@ def test_the_wait_ceiling_stops_retrying_with_a_distinct_error() -> None:
 
 def test_submission_retries_reuse_one_generated_idempotency_key() -> None:
     handler, seen = scripted(server_error, dropped, timed_out, truncated_json, created)
-    with make_client(handler) as client:
+    with mock_client(handler) as client:
         result = client.create_submission("bot001", {"full_name": "Jane"})
     keys = {request.headers["Idempotency-Key"] for request in seen}
     assert len(seen) == 5 and len(keys) == 1 and result.id == "s1"
@@ -248,7 +249,7 @@ def test_submission_retries_reuse_one_generated_idempotency_key() -> None:
 
 def test_each_submission_call_gets_its_own_key() -> None:
     handler, seen = scripted(created)
-    with make_client(handler) as client:
+    with mock_client(handler) as client:
         client.create_submission("bot001", {"a": 1})
         client.create_submission("bot001", {"a": 1})
     assert seen[0].headers["Idempotency-Key"] != seen[1].headers["Idempotency-Key"]
@@ -256,7 +257,7 @@ def test_each_submission_call_gets_its_own_key() -> None:
 
 def test_caller_key_is_sent_on_every_retry() -> None:
     handler, seen = scripted(server_error, created)
-    with make_client(handler) as client:
+    with mock_client(handler) as client:
         client.create_submission("bot001", {"a": 1}, idempotency_key="row-42")
     assert [r.headers["Idempotency-Key"] for r in seen] == ["row-42", "row-42"]
 
@@ -267,7 +268,7 @@ def test_caller_key_is_sent_on_every_retry() -> None:
 def test_conflict_and_quota_are_never_retried(answer, error) -> None:
     handler, seen = scripted(answer)
     time = FakeTime()
-    with make_client(handler, time) as client, pytest.raises(error):
+    with mock_client(handler, time) as client, pytest.raises(error):
         client.create_submission("bot001", {"a": 1}, idempotency_key="k")
     assert len(seen) == 1 and time.sleeps == []
 
@@ -283,21 +284,21 @@ def test_conflict_and_quota_are_never_retried(answer, error) -> None:
 )
 def test_a_post_without_a_key_is_never_retried_on_ambiguous_failures(fault, error) -> None:
     handler, seen = scripted(fault, hook_created)
-    with make_client(handler) as client, pytest.raises(error):
+    with mock_client(handler) as client, pytest.raises(error):
         client.create_webhook("https://hooks.example.com/x", ["submission.completed"])
     assert len(seen) == 1
 
 
 def test_a_post_without_a_key_is_retried_when_it_never_reached_the_server() -> None:
     handler, seen = scripted(refused, limited_body_12, hook_created)
-    with make_client(handler) as client:
+    with mock_client(handler) as client:
         hook = client.create_webhook("https://hooks.example.com/x", ["submission.completed"])
     assert len(seen) == 3 and hook.secret == "whsec_1"
 
 
 def test_a_webhook_post_with_a_key_is_retried() -> None:
     handler, seen = scripted(server_error, hook_created)
-    with make_client(handler) as client:
+    with mock_client(handler) as client:
         client.create_webhook("https://hooks.example.com/x", ["a"], idempotency_key="wh-1")
     assert [r.headers["Idempotency-Key"] for r in seen] == ["wh-1", "wh-1"]
 
@@ -310,5 +311,5 @@ def replayed(request: httpx.Request) -> httpx.Response:
 
 def test_replayed_header_is_reported() -> None:
     handler, _ = scripted(replayed)
-    with make_client(handler) as client:
+    with mock_client(handler) as client:
         assert client.create_submission("bot001", {"a": 1}, idempotency_key="k").replayed is True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 from typing import Any
 
@@ -20,24 +19,8 @@ from iozen_etl.api import (
     RetryPolicy,
     ValidationFailed,
 )
-from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, sandbox_transport
-
-BASE_URL = "http://sandbox.test/api/v1"
-
-
-def client_for(sandbox: Sandbox, key: str | None = None, **kwargs: Any) -> IozenClient:
-    """A client on the sandbox's own time line: waiting moves the sandbox clock, nobody sleeps."""
-    clock = sandbox.clock
-    return IozenClient(
-        key or sandbox.api_key,
-        BASE_URL,
-        transport=sandbox_transport(sandbox),
-        clock=clock.monotonic,
-        wall_clock=clock.now,
-        sleep=clock.advance,
-        rng=random.Random(3),
-        **kwargs,
-    )
+from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig
+from tests.support.sandbox import sandbox_clock_client
 
 
 def all_submissions(client: IozenClient, bot_id: str) -> list[Any]:
@@ -50,7 +33,7 @@ def sandbox() -> Sandbox:
 
 
 def test_listing_matches_the_ground_truth(sandbox: Sandbox) -> None:
-    with client_for(sandbox) as client:
+    with sandbox_clock_client(sandbox, seed=3) as client:
         bots = [bot for page in client.iter_intake_bot_pages() for bot in page.items]
         assert [bot.id for bot in bots] == [bot["id"] for bot in sandbox.truth_bots()]
         for bot in bots:
@@ -68,7 +51,7 @@ def test_listing_matches_the_ground_truth(sandbox: Sandbox) -> None:
 
 def test_details_match_the_ground_truth(sandbox: Sandbox) -> None:
     truth_bot = sandbox.truth_bots()[0]
-    with client_for(sandbox) as client:
+    with sandbox_clock_client(sandbox, seed=3) as client:
         detail = client.get_intake_bot(truth_bot["id"])
         assert detail.schema is not None and detail.schema_shape == "fields"
         assert [item.name for item in detail.schema] == [
@@ -97,7 +80,7 @@ def test_details_match_the_ground_truth(sandbox: Sandbox) -> None:
 def test_both_bot_detail_shapes(config: SandboxConfig) -> None:
     sandbox = Sandbox(config)
     truth = sandbox.truth_bots()[0]
-    with client_for(sandbox) as client:
+    with sandbox_clock_client(sandbox, seed=3) as client:
         detail = client.get_intake_bot(truth["id"])
     raw = truth["schema"] if isinstance(truth["schema"], list) else truth["schema"]["fields"]
     fields = [item["name"] for item in raw if item.get("kind", "field") in ("field", "content")]
@@ -117,7 +100,7 @@ def test_create_and_delete_statuses(create_status: int, delete_status: int) -> N
         )
     )
     bot_id = sandbox.bot_ids()[0]
-    with client_for(sandbox) as client:
+    with sandbox_clock_client(sandbox, seed=3) as client:
         created = client.create_submission(bot_id, {}, status="IN_PROGRESS", idempotency_key="k1")
         again = client.create_submission(bot_id, {}, status="IN_PROGRESS", idempotency_key="k1")
         assert created.status_code == create_status and created.replayed is False
@@ -134,7 +117,7 @@ def test_create_and_delete_statuses(create_status: int, delete_status: int) -> N
 def test_opaque_cursors_and_a_rejected_resume_point() -> None:
     sandbox = Sandbox(SandboxConfig(seed=4, bots=1, submissions_per_bot=250, cursor_mode="opaque"))
     bot_id = sandbox.bot_ids()[0]
-    with client_for(sandbox) as client:
+    with sandbox_clock_client(sandbox, seed=3) as client:
         pages = list(client.iter_submission_pages(bot_id))
         assert sum(len(p.items) for p in pages) == len(sandbox.truth_submissions(bot_id))
         middle = pages[0].resume_point
@@ -153,19 +136,28 @@ def test_scopes_plan_and_key_errors_from_the_sandbox() -> None:
     bot_id = sandbox.bot_ids()[0]
     reader = sandbox.add_key(["read:intake-bots"])
     pro = sandbox.add_key(["manage:webhooks"], plan="pro")
-    with client_for(sandbox, reader) as client, pytest.raises(InsufficientScopes) as scopes:
+    with (
+        sandbox_clock_client(sandbox, seed=3, api_key=reader) as client,
+        pytest.raises(InsufficientScopes) as scopes,
+    ):
         client.list_submissions_page(bot_id)
     assert scopes.value.required == ["read:submissions"] and scopes.value.granted == [
         "read:intake-bots"
     ]
-    with client_for(sandbox, pro) as client, pytest.raises(FeatureNotAvailable) as feature:
+    with (
+        sandbox_clock_client(sandbox, seed=3, api_key=pro) as client,
+        pytest.raises(FeatureNotAvailable) as feature,
+    ):
         client.list_webhooks_page()
     assert feature.value.feature == "webhooks"
     wrong = "iozen_live_" + "Z" * 32
-    with client_for(sandbox, wrong) as client, pytest.raises(AuthenticationRequired) as auth:
+    with (
+        sandbox_clock_client(sandbox, seed=3, api_key=wrong) as client,
+        pytest.raises(AuthenticationRequired) as auth,
+    ):
         client.list_intake_bots_page()
     assert wrong not in str(auth.value) and wrong not in repr(auth.value)
-    with client_for(sandbox) as client:
+    with sandbox_clock_client(sandbox, seed=3) as client:
         client.create_submission(bot_id, {}, status="IN_PROGRESS")
         with pytest.raises(PlanLimitExceeded) as quota:
             client.create_submission(bot_id, {}, status="IN_PROGRESS")
@@ -190,10 +182,10 @@ def test_429_variants_are_waited_out(variant: dict[str, Any]) -> None:
         )
     )
     bot_id = sandbox.bot_ids()[0]
-    with client_for(sandbox) as neighbour:
+    with sandbox_clock_client(sandbox, seed=3) as neighbour:
         neighbour.list_intake_bots_page()
         neighbour.list_intake_bots_page()
-    with client_for(sandbox, retry=RetryPolicy(max_attempts=4)) as client:
+    with sandbox_clock_client(sandbox, seed=3, retry=RetryPolicy(max_attempts=4)) as client:
         got = all_submissions(client, bot_id)
     assert len(got) == len(sandbox.truth_submissions(bot_id))
     assert client.stats.throttled == 1  # after it the budget knew, and paced the rest
@@ -203,7 +195,7 @@ def test_429_variants_are_waited_out(variant: dict[str, Any]) -> None:
 def test_every_fault_the_sandbox_injects_is_survived_on_reads() -> None:
     faults = FaultSpec.parse("5xx=0.1,429=0.05:2,drop=0.08,truncate=0.08,html=0.08")
     sandbox = Sandbox(SandboxConfig(seed=7, bots=3, submissions_per_bot=200, faults=faults))
-    with client_for(sandbox, retry=RetryPolicy(max_attempts=10)) as client:
+    with sandbox_clock_client(sandbox, seed=3, retry=RetryPolicy(max_attempts=10)) as client:
         for bot_id in sandbox.bot_ids() * 5:
             got = all_submissions(client, bot_id)
             assert [s.id for s in got] == [t["id"] for t in sandbox.truth_submissions(bot_id)]
@@ -217,7 +209,7 @@ def test_faulty_posts_create_each_submission_exactly_once() -> None:
     faults = FaultSpec.parse("5xx=0.15,drop=0.15,truncate=0.1,html=0.1")
     sandbox = Sandbox(SandboxConfig(seed=8, bots=1, submissions_per_bot=0, faults=faults))
     bot_id = sandbox.bot_ids()[0]
-    with client_for(sandbox, retry=RetryPolicy(max_attempts=12)) as client:
+    with sandbox_clock_client(sandbox, seed=3, retry=RetryPolicy(max_attempts=12)) as client:
         made = [client.create_submission(bot_id, {}, status="IN_PROGRESS").id for _ in range(40)]
         assert client.stats.retries > 0
     assert sorted(made) == sorted(s["id"] for s in sandbox.truth_submissions(bot_id))
@@ -241,7 +233,7 @@ def test_steady_state_listing_stays_inside_the_budget_and_uses_it() -> None:
     )
     deadline = sandbox.clock.now() + windows * window
     pages = 0
-    with client_for(sandbox, budget=budget) as client:
+    with sandbox_clock_client(sandbox, seed=3, budget=budget) as client:
         for _ in client.iter_submission_pages(bot_id):
             if sandbox.clock.now() >= deadline:
                 break
@@ -255,7 +247,7 @@ def test_steady_state_listing_stays_inside_the_budget_and_uses_it() -> None:
 def test_concurrent_streams_share_one_client() -> None:
     sandbox = Sandbox(SandboxConfig(seed=10, bots=6, submissions_per_bot=300))
     results: dict[str, list[str]] = {}
-    with client_for(sandbox) as client:
+    with sandbox_clock_client(sandbox, seed=3) as client:
 
         def stream(bot_id: str) -> None:
             results[bot_id] = [s.id for s in all_submissions(client, bot_id)]

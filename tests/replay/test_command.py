@@ -17,7 +17,7 @@ from iozen_etl.commands.replay import ProgressLine
 from iozen_etl.replay.ledger import Ledger
 from iozen_etl.replay.report import ReplayProgress
 from iozen_etl.sandbox import RunningServer, Sandbox, SandboxConfig, serve
-from tests.replay.conftest import HEADER, onboarding_rows, write_csv
+from tests.support.csv import HEADER, onboarding_rows, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 

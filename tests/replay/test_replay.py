@@ -14,15 +14,16 @@ from iozen_etl.replay.ledger import Ledger
 from iozen_etl.replay.rejects import rejects_path_for
 from iozen_etl.replay.rows import BotForm, Prepared, prepare_row
 from iozen_etl.sandbox import FaultSpec, SandboxRequest
-from tests.replay.conftest import HEADER, World, onboarding_rows, read_csv, write_csv
+from tests.support.csv import HEADER, onboarding_rows, read_csv, write_csv
+from tests.support.worlds import ReplayWorld
 
 
-def ledger_outcomes(world: World) -> dict[int, str]:
+def ledger_outcomes(world: ReplayWorld) -> dict[int, str]:
     with Ledger(world.paths.state_db) as ledger:
         return {entry.row_number: entry.outcome for entry in ledger.entries()}
 
 
-def test_a_second_run_sends_no_post_and_creates_nothing(world: World) -> None:
+def test_a_second_run_sends_no_post_and_creates_nothing(world: ReplayWorld) -> None:
     path = write_csv(world.tmp / "in.csv", HEADER, onboarding_rows(20))
     with world.client() as client:
         first = replay_csv(client, world.paths, path, bot_id=world.bot_id, concurrency=4)
@@ -34,13 +35,13 @@ def test_a_second_run_sends_no_post_and_creates_nothing(world: World) -> None:
     assert (second.created, second.already_created, second.posts_sent) == (0, 20, 0)
     assert world.posts() == posts_after_first == 20
     created = world.created()
-    assert sorted(sub["data"]["team_size"] for sub in created) == list(range(20))  # type: ignore[index]
+    assert sorted(sub["data"]["team_size"] for sub in created) == list(range(20))
     assert set(ledger_outcomes(world).values()) == {"created"}
     assert first.complete and second.complete
     assert not rejects_path_for(path).exists()
 
 
-def test_rows_already_created_from_another_file_are_not_sent_again(world: World) -> None:
+def test_rows_already_created_from_another_file_are_not_sent_again(world: ReplayWorld) -> None:
     first = write_csv(world.tmp / "january.csv", HEADER, onboarding_rows(5))
     # A later export holds the same five rows and three new ones.
     second = write_csv(world.tmp / "export.csv", HEADER, onboarding_rows(8))
@@ -51,7 +52,7 @@ def test_rows_already_created_from_another_file_are_not_sent_again(world: World)
     assert len(world.created()) == 8
 
 
-def test_bad_rows_of_every_kind_are_rejected_and_the_good_ones_created(world: World) -> None:
+def test_bad_rows_of_every_kind_are_rejected_and_the_good_ones_created(world: ReplayWorld) -> None:
     header = (*HEADER, "_status", "_is_test", "_idempotency_key", "welcome_note")
     good = ["Ann", "ann@example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "", ""]
     rows = [
@@ -113,10 +114,10 @@ def test_bad_rows_of_every_kind_are_rejected_and_the_good_ones_created(world: Wo
         assert reason in got[row][1], row
     assert (report.created, report.rejected) == (2, len(expected))
     created = world.created()
-    assert sorted(sub["data"]["full_name"] for sub in created) == ["Ann", "Mo"]  # type: ignore[index]
-    mo = next(sub for sub in created if sub["data"]["full_name"] == "Mo")  # type: ignore[index]
+    assert sorted(sub["data"]["full_name"] for sub in created) == ["Ann", "Mo"]
+    mo = next(sub for sub in created if sub["data"]["full_name"] == "Mo")
     assert (mo["status"], mo["is_test"]) == ("IN_PROGRESS", True)
-    assert mo["data"]["priority"] == "high" and mo["data"]["products"] == ["api", "crm"]  # type: ignore[index]
+    assert mo["data"]["priority"] == "high" and mo["data"]["products"] == ["api", "crm"]
 
     rejects = read_csv(rejects_path_for(path))
     assert [int(r["_row"]) for r in rejects] == sorted(expected)
@@ -130,7 +131,7 @@ def test_bad_rows_of_every_kind_are_rejected_and_the_good_ones_created(world: Wo
         assert not any(value in reason for value in ("three", "urgent", "ftp", "maybe", "Bob"))
 
 
-def test_a_fixed_rejects_file_replays_as_it_is(world: World) -> None:
+def test_a_fixed_rejects_file_replays_as_it_is(world: ReplayWorld) -> None:
     rows = onboarding_rows(3)
     rows[1][3] = "01/07/2026"
     path = write_csv(world.tmp / "in.csv", HEADER, rows)
@@ -146,7 +147,7 @@ def test_a_fixed_rejects_file_replays_as_it_is(world: World) -> None:
     assert len(world.created()) == 3
 
 
-def test_the_server_refusing_a_row_rejects_it_with_the_request_id(world: World) -> None:
+def test_the_server_refusing_a_row_rejects_it_with_the_request_id(world: ReplayWorld) -> None:
     world.sandbox.pause_bot(world.bot_id)
     path = write_csv(world.tmp / "in.csv", HEADER, onboarding_rows(2))
     with world.client() as client:
@@ -157,7 +158,7 @@ def test_the_server_refusing_a_row_rejects_it_with_the_request_id(world: World) 
     assert len(read_csv(rejects_path_for(path))) == 2
 
 
-def test_a_changed_row_with_the_same_key_is_a_recorded_conflict(world: World) -> None:
+def test_a_changed_row_with_the_same_key_is_a_recorded_conflict(world: ReplayWorld) -> None:
     header = (*HEADER, "_idempotency_key")
     rows = [[*row, f"crm-{i}"] for i, row in enumerate(onboarding_rows(3))]
     path = write_csv(world.tmp / "in.csv", header, rows)
@@ -185,7 +186,7 @@ def test_a_changed_row_with_the_same_key_is_a_recorded_conflict(world: World) ->
     assert [(e.row_number, e.idempotency_key) for e in conflict] == [(3, "crm-1")]
 
 
-def cut_off_attempt(world: World, key: str) -> None:
+def cut_off_attempt(world: ReplayWorld, key: str) -> None:
     """What a client killed between sending its headers and its body leaves on the server."""
     answer = world.sandbox.handle(
         SandboxRequest(
@@ -203,7 +204,7 @@ def cut_off_attempt(world: World, key: str) -> None:
     assert answer.status == 400
 
 
-def test_a_conflict_from_a_cut_off_attempt_is_resent_under_a_new_key(world: World) -> None:
+def test_a_conflict_from_a_cut_off_attempt_is_resent_under_a_new_key(world: ReplayWorld) -> None:
     path = write_csv(world.tmp / "in.csv", HEADER, onboarding_rows(2))
     with world.client() as client:
         schema = client.get_intake_bot(world.bot_id).schema or ()
@@ -226,7 +227,7 @@ def test_a_conflict_from_a_cut_off_attempt_is_resent_under_a_new_key(world: Worl
     assert (entry.outcome, entry.wire_key, entry.attempts) == ("created", first.key + "-r1", 2)
 
 
-def test_a_plan_limit_stops_the_file_and_a_later_run_finishes_it(world: World) -> None:
+def test_a_plan_limit_stops_the_file_and_a_later_run_finishes_it(world: ReplayWorld) -> None:
     world.sandbox.config.submission_quota = 7
     path = write_csv(world.tmp / "in.csv", HEADER, onboarding_rows(12))
     with world.client() as client:
@@ -244,7 +245,7 @@ def test_a_plan_limit_stops_the_file_and_a_later_run_finishes_it(world: World) -
     assert len(world.created()) == 12
 
 
-def test_an_unknown_column_stops_the_file_before_anything_is_sent(world: World) -> None:
+def test_an_unknown_column_stops_the_file_before_anything_is_sent(world: ReplayWorld) -> None:
     path = write_csv(
         world.tmp / "in.csv", (*HEADER, "shoe_size"), [[*r, "9"] for r in onboarding_rows(2)]
     )
@@ -260,10 +261,10 @@ def test_an_unknown_column_stops_the_file_before_anything_is_sent(world: World) 
         )
     assert report.ignored_columns == ("shoe_size",)
     assert report.created == 2
-    assert all("shoe_size" not in sub["data"] for sub in world.created())  # type: ignore[operator]
+    assert all("shoe_size" not in sub["data"] for sub in world.created())
 
 
-def test_a_content_block_column_is_named_as_such(world: World) -> None:
+def test_a_content_block_column_is_named_as_such(world: ReplayWorld) -> None:
     path = write_csv(
         world.tmp / "in.csv", (*HEADER, "welcome"), [[*r, "hi"] for r in onboarding_rows(1)]
     )
@@ -274,13 +275,13 @@ def test_a_content_block_column_is_named_as_such(world: World) -> None:
         replay_csv(client, world.paths, path, bot_id=world.bot_id)
 
 
-def test_an_unknown_default_bot_stops_the_file(world: World) -> None:
+def test_an_unknown_default_bot_stops_the_file(world: ReplayWorld) -> None:
     path = write_csv(world.tmp / "in.csv", HEADER, onboarding_rows(1))
     with world.client() as client, pytest.raises(CsvFileError, match="intake bot 'nope' not found"):
         replay_csv(client, world.paths, path, bot_id="nope")
 
 
-def test_one_file_can_feed_several_bots(world: World) -> None:
+def test_one_file_can_feed_several_bots(world: ReplayWorld) -> None:
     bots = {bot["name"]: bot["id"] for bot in world.sandbox.truth_bots()}
     support = bots["Support Ticket"]
     header = ("_bot_id", "full_name", "email", "category", "description", "consent")
@@ -296,10 +297,10 @@ def test_one_file_can_feed_several_bots(world: World) -> None:
     assert report.created == 2
     assert [(p.row, p.field) for p in report.problems] == [(4, "_bot_id"), (5, "consent")]
     assert len(world.created()) == 1
-    assert [sub["data"]["category"] for sub in world.created(support)] == ["bug"]  # type: ignore[index]
+    assert [sub["data"]["category"] for sub in world.created(support)] == ["bug"]
 
 
-def test_a_dry_run_sends_nothing_and_writes_no_ledger(world: World) -> None:
+def test_a_dry_run_sends_nothing_and_writes_no_ledger(world: ReplayWorld) -> None:
     rows = onboarding_rows(4)
     rows[0][2] = "many"
     path = write_csv(world.tmp / "in.csv", HEADER, rows)
@@ -311,7 +312,7 @@ def test_a_dry_run_sends_nothing_and_writes_no_ledger(world: World) -> None:
     assert len(read_csv(rejects_path_for(path))) == 1  # how a dry run shows the bad rows
 
 
-def test_a_row_in_doubt_for_a_day_is_held_until_forced(world: World) -> None:
+def test_a_row_in_doubt_for_a_day_is_held_until_forced(world: ReplayWorld) -> None:
     path = write_csv(world.tmp / "in.csv", HEADER, onboarding_rows(3))
     # The POSTs reach the server but every answer is lost: the rows are in doubt.
     world.sandbox.config.faults = FaultSpec.parse("drop=1@create_submission")
@@ -345,7 +346,7 @@ def test_a_row_in_doubt_for_a_day_is_held_until_forced(world: World) -> None:
     assert len(world.created()) == 3
 
 
-def test_the_ledger_lives_in_the_state_file(world: World) -> None:
+def test_the_ledger_lives_in_the_state_file(world: ReplayWorld) -> None:
     path = write_csv(world.tmp / "in.csv", HEADER, onboarding_rows(2))
     with world.client() as client:
         replay_csv(client, world.paths, path, bot_id=world.bot_id)
@@ -373,7 +374,7 @@ def test_settled_files_are_the_ones_that_stopped_changing(tmp_path: Path) -> Non
     assert inbox_files(inbox, now, 30) == [old]
 
 
-def test_the_bundled_example_fits_the_seeded_onboarding_bot(world: World) -> None:
+def test_the_bundled_example_fits_the_seeded_onboarding_bot(world: ReplayWorld) -> None:
     import shutil
 
     import iozen_etl

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from iozen_etl.sandbox import Sandbox, SandboxConfig
-from tests.sandbox.conftest import BASE_URL, client_for, error_of
+from tests.support.sandbox import SANDBOX_URL, client_for, error_of
 
 
 def test_default_key_has_documented_format(sandbox: Sandbox) -> None:
@@ -166,7 +166,7 @@ def test_plan_rate_limits_are_the_defaults() -> None:
     pro = Sandbox(SandboxConfig(bots=1, submissions_per_bot=0, plan="pro"))
     with httpx.Client(
         transport=httpx.WSGITransport(app=pro),
-        base_url=BASE_URL,
+        base_url=SANDBOX_URL,
         headers={"Authorization": f"Bearer {pro.api_key}"},
     ) as client:
         assert client.get("/intake-bots").headers["X-RateLimit-Limit"] == "100"

@@ -9,7 +9,7 @@ import pytest
 
 from iozen_etl.sandbox import Sandbox, SandboxConfig
 from iozen_etl.sandbox.seed import FIELD_TYPES
-from tests.sandbox.conftest import busiest_bot, client_for, error_of
+from tests.support.sandbox import busiest_bot, client_for, error_of
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 REQUEST_ID = re.compile(r"^req_[0-9a-f]{24}$")

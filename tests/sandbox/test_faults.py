@@ -10,7 +10,7 @@ import pytest
 from iozen_etl.sandbox import FaultSpec, FaultSpecError, Sandbox, SandboxConfig
 from iozen_etl.sandbox.config import ROUTE_NAMES
 from iozen_etl.sandbox.routes import ROUTES
-from tests.sandbox.conftest import client_for, error_of
+from tests.support.sandbox import client_for, error_of
 
 
 def faulty(spec: str, **config: Any) -> Sandbox:

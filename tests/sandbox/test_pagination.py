@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from iozen_etl.sandbox import Sandbox, SandboxConfig
-from tests.sandbox.conftest import client_for, error_of
+from tests.support.sandbox import client_for, error_of
 
 
 def one_bot(count: int, **config: Any) -> tuple[Sandbox, str]:

@@ -15,7 +15,7 @@ import pytest
 
 from iozen_etl.commands.sandbox import config_from_args, configure
 from iozen_etl.sandbox import Sandbox, SandboxConfig
-from tests.sandbox.conftest import client_for, error_of
+from tests.support.sandbox import client_for, error_of
 
 NO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 WITH_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

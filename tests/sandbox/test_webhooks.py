@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from iozen_etl.sandbox import Sandbox, SandboxConfig, signature, verify
-from tests.sandbox.conftest import client_for
+from tests.support.sandbox import client_for
 
 VALID = {"full_name": "Jane Doe", "email": "jane@example.com", "consent": True}
 

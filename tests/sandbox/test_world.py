@@ -7,7 +7,7 @@ import re
 import httpx
 
 from iozen_etl.sandbox import Sandbox, SandboxConfig
-from tests.sandbox.conftest import client_for
+from tests.support.sandbox import client_for
 
 
 def test_same_seed_same_world() -> None:

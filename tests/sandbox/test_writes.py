@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from iozen_etl.sandbox import Sandbox, SandboxConfig
-from tests.sandbox.conftest import client_for, error_of
+from tests.support.sandbox import client_for, error_of
 
 VALID = {"full_name": "Jane Doe", "email": "jane@example.com", "consent": True}
 

@@ -11,14 +11,10 @@ from iozen_etl.sandbox import FaultSpec, Sandbox, SandboxConfig, sandbox_transpo
 from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, WEBHOOKS_STREAM, StateStore
 from iozen_etl.sync.submissions import PAGES_PER_FILE
 from iozen_etl.sync.webhooks import sync_webhooks
-from tests.sync.helpers import (
-    Workspace,
-    assert_lake_matches_truth,
-    lake_files,
-    lake_submissions,
-    make_client,
-    read_table,
-)
+from tests.support.lake import lake_files, read_table
+from tests.support.sandbox import fake_time_client
+from tests.support.sync import Workspace
+from tests.support.truth import assert_lake_matches_truth, lake_submissions
 
 UNLIMITED = 10**9
 
@@ -33,7 +29,7 @@ def sandbox(**options) -> Sandbox:
 def test_first_full_sync_matches_the_truth(tmp_path):
     box = sandbox()
     work = Workspace(tmp_path)
-    bots, subs = work.sync(make_client(box))
+    bots, subs = work.sync(fake_time_client(box))
     assert_lake_matches_truth(tmp_path, box)
     assert len(bots.bots) == 6 and bots.details_fetched == 6 and bots.bots_new == 6
     assert subs.count("synced") == 6 and not subs.stopped_by_wait_ceiling
@@ -47,14 +43,14 @@ def test_first_full_sync_matches_the_truth(tmp_path):
 def test_an_unchanged_workspace_costs_only_the_bot_listing(tmp_path):
     box = sandbox(bots=30, submissions_per_bot=20)
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     # Leave nothing IN_PROGRESS, so the second run has nothing to refresh.
     for item in box.truth_submissions():
         if item["status"] == "IN_PROGRESS":
             box.update_submission(item["intake_bot_id"], item["id"], status="COMPLETED")
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     before = box.request_count()
-    bots, subs = work.sync(make_client(box))
+    bots, subs = work.sync(fake_time_client(box))
     assert box.request_count() - before == 1  # 30 bots fit one listing page
     assert subs.count("skipped") == 30 and bots.details_fetched == 0
     assert subs.requests == 0
@@ -63,7 +59,7 @@ def test_an_unchanged_workspace_costs_only_the_bot_listing(tmp_path):
 def test_incremental_sync_after_new_updated_and_completed_submissions_and_a_new_bot(tmp_path):
     box = sandbox()
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     bot_ids = box.bot_ids()
     in_progress = [s for s in box.truth_submissions() if s["status"] == "IN_PROGRESS"]
     assert in_progress, "the seed should hold IN_PROGRESS submissions"
@@ -75,7 +71,7 @@ def test_incremental_sync_after_new_updated_and_completed_submissions_and_a_new_
     box.generate_submissions(new_bot, 30)
     files_before = len(lake_files(work.lake.root, "submissions"))
 
-    bots, subs = work.sync(make_client(box))
+    bots, subs = work.sync(fake_time_client(box))
 
     assert_lake_matches_truth(tmp_path, box)
     assert bots.bots_new == 1 and bots.details_fetched == 1
@@ -96,7 +92,7 @@ def test_incremental_sync_after_new_updated_and_completed_submissions_and_a_new_
 def test_full_refresh_rescans_without_moving_the_live_point_backwards(tmp_path):
     box = sandbox(bots=2)
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     target = box.bot_ids()[0]
     with StateStore(work.paths.state_db) as state:
         live_before = state.get(SUBMISSIONS_STREAM, target)
@@ -107,7 +103,7 @@ def test_full_refresh_rescans_without_moving_the_live_point_backwards(tmp_path):
     box.clock.advance(60)
     box.update_submission(target, edited["id"])  # moves only its updated_at
 
-    _, subs = work.sync(make_client(box), full_refresh={target})
+    _, subs = work.sync(fake_time_client(box), full_refresh={target})
 
     report = next(b for b in subs.bots if b.intake_bot_id == target)
     assert report.rescan == "full_refresh" and report.rescan_finished
@@ -130,7 +126,7 @@ def test_a_sync_under_every_fault_kind_matches_the_truth(tmp_path):
         sleep=lambda seconds: None,
     )
     work = Workspace(tmp_path)
-    client = make_client(box, retry=RetryPolicy(max_attempts=12, max_total_wait=10_000))
+    client = fake_time_client(box, retry=RetryPolicy(max_attempts=12, max_total_wait=10_000))
     bots, subs = work.sync(client)
     assert not bots.detail_errors
     assert subs.count("failed") == 0, [b.error for b in subs.bots]
@@ -143,12 +139,12 @@ def test_a_wait_ceiling_stops_cleanly_and_the_next_run_resumes(tmp_path):
     box = sandbox(bots=4, faults=FaultSpec.parse("429=0.3:4@submissions"))
     work = Workspace(tmp_path)
     stingy = RetryPolicy(max_attempts=20, max_total_wait=1.0)
-    _, first = work.sync(make_client(box, retry=stingy), concurrency=1)
+    _, first = work.sync(fake_time_client(box, retry=stingy), concurrency=1)
     assert first.stopped_by_wait_ceiling and first.wait_ceiling_error
     assert first.count("stopped") >= 1
     kept = lake_submissions(tmp_path)
     patient = RetryPolicy(max_attempts=20, max_total_wait=10_000)
-    _, second = work.sync(make_client(box, retry=patient))
+    _, second = work.sync(fake_time_client(box, retry=patient))
     assert not second.stopped_by_wait_ceiling
     assert_lake_matches_truth(tmp_path, box)
     # Nothing already committed was read again: the second run started where the first stopped.
@@ -158,7 +154,7 @@ def test_a_wait_ceiling_stops_cleanly_and_the_next_run_resumes(tmp_path):
 def test_a_schema_change_is_stored_as_a_new_version_and_answers_by_name_only(tmp_path):
     box = sandbox(bots=2)
     work = Workspace(tmp_path)
-    first_bots, _ = work.sync(make_client(box))
+    first_bots, _ = work.sync(fake_time_client(box))
     target = box.bot_ids()[0]
     box.clock.advance(60)
     box.add_field(target, {"name": "loyalty_tier", "type": "select", "options": ["a", "b"]})
@@ -166,7 +162,7 @@ def test_a_schema_change_is_stored_as_a_new_version_and_answers_by_name_only(tmp
     box.update_submission(target, victim["id"], data={"unlisted_answer": "secret-value-123"})
     box.generate_submissions(target, 5)
 
-    bots, subs = work.sync(make_client(box), full_refresh={target})
+    bots, subs = work.sync(fake_time_client(box), full_refresh={target})
 
     # One schema file a run, holding the fetched details only: the changed bot's new version.
     assert first_bots.files_written == 2 and bots.details_fetched == 1
@@ -187,9 +183,9 @@ def test_opaque_cursors(tmp_path):
     # Nothing IN_PROGRESS: the live stream starts at its resume point, not before it.
     box = sandbox(cursor_mode="opaque", bots=3, in_progress_share=0)
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     box.generate_submissions(box.bot_ids()[2], 120)
-    _, subs = work.sync(make_client(box))
+    _, subs = work.sync(fake_time_client(box))
     # The stored resume point (the last id) is not a token this server accepts: the engine
     # reads the last page again from its cursor instead of rescanning the bot.
     report = next(b for b in subs.bots if b.intake_bot_id == box.bot_ids()[2])
@@ -201,7 +197,7 @@ def test_opaque_cursors(tmp_path):
 def test_pages_go_ten_to_a_file_and_a_rerun_replaces_them(tmp_path):
     box = sandbox(bots=2, submissions_per_bot=1_500)  # 14-16 pages a bot
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     files = {p: p.stat().st_size for p in lake_files(work.lake.root, "submissions")}
     per_file = PAGES_PER_FILE * 100
     assert all(pq.read_metadata(p).num_rows <= per_file for p in files)
@@ -217,7 +213,7 @@ def test_pages_go_ten_to_a_file_and_a_rerun_replaces_them(tmp_path):
     # same files instead of adding copies.
     for suffix in ("", "-wal", "-shm"):
         work.paths.state_db.with_name(work.paths.state_db.name + suffix).unlink(missing_ok=True)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     assert set(lake_files(work.lake.root, "submissions")) == set(files)
     assert_lake_matches_truth(tmp_path, box)
 
@@ -242,21 +238,21 @@ def test_a_failure_mid_file_keeps_the_pages_read_before_it(tmp_path):
         return inner.handle_request(request)
 
     work = Workspace(tmp_path)
-    _, first = work.sync(make_client(box, transport=httpx.MockTransport(fifth_page_refused)))
+    _, first = work.sync(fake_time_client(box, transport=httpx.MockTransport(fifth_page_refused)))
     (report,) = first.bots
     assert report.action == "failed" and "req_refused" in (report.error or "")
     assert report.pages == 4 and len(lake_submissions(tmp_path)) == 400
     with StateStore(work.paths.state_db) as state:
         stream = state.get(SUBMISSIONS_STREAM, box.bot_ids()[0])
         assert stream is not None and stream.resume_point == served[4] and stream.pages_total == 4
-    _, second = work.sync(make_client(box))
+    _, second = work.sync(fake_time_client(box))
     assert second.total("rows_new") == 250
     assert_lake_matches_truth(tmp_path, box)
 
 
 def test_webhooks_are_listed_and_a_plan_without_them_is_skipped(tmp_path):
     box = sandbox(bots=1)
-    client = make_client(box)
+    client = fake_time_client(box)
     client.create_webhook("http://127.0.0.1:9/hook", ["submission.completed"], "ops")
     work = Workspace(tmp_path)
     with StateStore(work.paths.state_db) as state:
@@ -264,14 +260,14 @@ def test_webhooks_are_listed_and_a_plan_without_them_is_skipped(tmp_path):
         assert report.webhooks == 1 and report.skipped is None
         rows = read_table(tmp_path, "webhooks").to_pylist()
         assert [r["events"] for r in rows] == [["submission.completed"]]
-        pro = make_client(box, api_key=box.add_key(["manage:webhooks"], plan="pro"))
+        pro = fake_time_client(box, api_key=box.add_key(["manage:webhooks"], plan="pro"))
         skipped = sync_webhooks(pro, work.lake, state)
     assert skipped.skipped == "feature_not_available" and skipped.webhooks == 0
 
 
 def test_an_empty_webhook_list_is_written_as_an_empty_snapshot(tmp_path):
     box = sandbox(bots=1)
-    client = make_client(box)
+    client = fake_time_client(box)
     hook = client.create_webhook("http://127.0.0.1:9/hook", ["submission.completed"])
     work = Workspace(tmp_path)
     with StateStore(work.paths.state_db) as state:
@@ -285,7 +281,7 @@ def test_an_empty_webhook_list_is_written_as_an_empty_snapshot(tmp_path):
 
 def test_an_unchanged_webhook_list_writes_no_new_snapshot(tmp_path):
     box = sandbox(bots=1)
-    client = make_client(box)
+    client = fake_time_client(box)
     client.create_webhook("http://127.0.0.1:9/hook", ["submission.completed"])
     work = Workspace(tmp_path)
     with StateStore(work.paths.state_db) as state:
@@ -309,23 +305,23 @@ def test_an_in_progress_answer_edited_within_the_same_second_is_stored(tmp_path)
     box.clock.advance(10.2)
     [waiting] = box.generate_submissions(bot, 1, status="IN_PROGRESS")
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     box.update_submission(bot, waiting, data={"notes": "edited"})
-    _, subs = work.sync(make_client(box))
+    _, subs = work.sync(fake_time_client(box))
     assert subs.total("refresh_updated") == 1
     rows = [r for r in read_table(tmp_path, "submissions").to_pylist() if r["id"] == waiting]
     assert len({r["updated_at"] for r in rows}) == 1  # the wire showed no change of time
     newest = max(rows, key=lambda r: r["synced_at"])
     assert newest["status"] == "IN_PROGRESS"
     assert json.loads(newest["data"])["notes"] == "edited"
-    _, again = work.sync(make_client(box))
+    _, again = work.sync(fake_time_client(box))
     assert again.total("refreshed") >= 1 and again.total("refresh_updated") == 0
 
 
 def test_only_chosen_bots_are_synced_and_an_unlisted_one_is_reported_missing(tmp_path):
     box = sandbox(bots=3)
     chosen = box.bot_ids()[1]
-    _, subs = Workspace(tmp_path).sync(make_client(box), only_bots={chosen, "no-such-bot"})
+    _, subs = Workspace(tmp_path).sync(fake_time_client(box), only_bots={chosen, "no-such-bot"})
     assert [(b.intake_bot_id, b.action) for b in subs.bots] == [
         ("no-such-bot", "missing"),
         (chosen, "synced"),

@@ -14,16 +14,11 @@ from iozen_etl.api import RetryPolicy
 from iozen_etl.pipeline.reporting import run_totals
 from iozen_etl.sandbox import Sandbox, SandboxConfig, sandbox_transport
 from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
-from tests.sync.helpers import (
-    Workspace,
-    assert_lake_matches_truth,
-    in_progress_counts,
-    lake_submissions,
-    make_client,
-    read_table,
-    rewrite_json,
-    truth_submissions,
-)
+from tests.support.lake import read_table
+from tests.support.sandbox import fake_time_client
+from tests.support.sync import Workspace, in_progress_counts
+from tests.support.truth import assert_lake_matches_truth, lake_submissions, truth_submissions
+from tests.support.wire import rewrite_json
 
 UNLIMITED = 10**9
 # A bare ".." is left out here: httpx resolves it out of the URL before the request is sent (the
@@ -64,7 +59,7 @@ def test_bot_ids_that_try_to_escape_the_data_directory(tmp_path):
     )
     data_dir = tmp_path / "data"
     work = Workspace(data_dir)
-    _, subs = work.sync(make_client(box, transport=transport))
+    _, subs = work.sync(fake_time_client(box, transport=transport))
 
     assert subs.count("synced") == len(HOSTILE), [b.error for b in subs.bots]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
@@ -96,7 +91,7 @@ def test_an_out_of_order_server_makes_the_bot_rescan_and_the_lake_stays_right(tm
         SandboxConfig(rate_limit=UNLIMITED, bots=2, submissions_per_bot=150, in_progress_share=0)
     )
     reorder = Reorder()
-    client = make_client(box, transport=rewrite_json(sandbox_transport(box), None, reorder))
+    client = fake_time_client(box, transport=rewrite_json(sandbox_transport(box), None, reorder))
     work = Workspace(tmp_path)
     work.sync(client)
     target = box.bot_ids()[0]
@@ -130,7 +125,7 @@ def test_a_forgotten_resume_point_falls_back_to_a_rescan(tmp_path):
         SandboxConfig(rate_limit=UNLIMITED, bots=2, submissions_per_bot=150, in_progress_share=0)
     )
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     target = box.bot_ids()[1]
     # The server no longer knows the stored cursor, nor the one of the page before it.
     with sqlite3.connect(work.paths.state_db) as db:
@@ -140,7 +135,7 @@ def test_a_forgotten_resume_point_falls_back_to_a_rescan(tmp_path):
             (SUBMISSIONS_STREAM, target),
         )
     box.generate_submissions(target, 20)
-    _, subs = work.sync(make_client(box))
+    _, subs = work.sync(fake_time_client(box))
     report = next(b for b in subs.bots if b.intake_bot_id == target)
     assert report.rescan == "cursor_rejected" and report.resume_fallback
     assert report.resume_point_before == "gone1"
@@ -152,14 +147,14 @@ def test_in_progress_refresh_is_bounded_per_run(tmp_path):
     # Three bots of one page each: re-reading a bot's page (1 request) beats a GET per row.
     box = Sandbox(SandboxConfig(rate_limit=UNLIMITED, bots=3, submissions_per_bot=60))
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     waiting = [s for s in box.truth_submissions() if s["status"] == "IN_PROGRESS"]
     assert len({s["intake_bot_id"] for s in waiting}) == 3
     box.clock.advance(30)
     for item in waiting:
         box.update_submission(item["intake_bot_id"], item["id"], status="COMPLETED")
     gets, pages = box.request_count("submission"), box.request_count("submissions")
-    _, subs = work.sync(make_client(box), in_progress_refresh_limit=1)
+    _, subs = work.sync(fake_time_client(box), in_progress_refresh_limit=1)
     # One request of budget: one bot's page; the other bots' rows wait, counted as unchecked.
     assert box.request_count("submission") == gets
     assert box.request_count("submissions") - pages == 1
@@ -169,7 +164,7 @@ def test_in_progress_refresh_is_bounded_per_run(tmp_path):
     # The next runs take the bots checked longest ago, one at a time, until none is left.
     rounds = 0
     while subs.total("in_progress_unchecked"):
-        _, subs = work.sync(make_client(box), in_progress_refresh_limit=1)
+        _, subs = work.sync(fake_time_client(box), in_progress_refresh_limit=1)
         rounds += 1
     assert rounds == 2
     assert_lake_matches_truth(tmp_path, box)
@@ -193,7 +188,7 @@ def test_an_interrupted_full_refresh_continues_on_the_next_run(tmp_path):
         response: httpx.Response = inner.handle_request(request)
         return response
 
-    client = make_client(
+    client = fake_time_client(
         box, transport=httpx.MockTransport(flaky), retry=RetryPolicy(max_attempts=1)
     )
     work = Workspace(tmp_path)

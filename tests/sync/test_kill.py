@@ -17,7 +17,7 @@ import pytest
 from iozen_etl.sandbox import Sandbox, SandboxConfig, serve
 from iozen_etl.sync.state import SUBMISSIONS_STREAM
 from iozen_etl.warehouse.lake_files import list_lake
-from tests.sync.helpers import assert_lake_matches_truth
+from tests.support.truth import assert_lake_matches_truth
 
 REPO = Path(__file__).resolve().parents[2]
 

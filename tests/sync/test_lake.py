@@ -10,8 +10,8 @@ import pytest
 from iozen_etl.sync import normalise
 from iozen_etl.sync.lake import Lake, safe_segment
 from iozen_etl.sync.schemas import LAKE_TABLES
-from tests.sync.helpers import lake_files
-from tests.sync.test_normalise import sub
+from tests.support.lake import lake_files
+from tests.support.wire import submission_record
 
 HOSTILE_IDS = [
     "../../etc",
@@ -33,7 +33,7 @@ HOSTILE_IDS = [
 def test_hostile_bot_ids_stay_inside_the_lake(tmp_path, bot_id):
     lake = Lake(tmp_path / "parquet")
     table = normalise.submissions_table(
-        [sub("s1", {}, intake_bot_id=bot_id or "?")], "2026-01-01T00:00:00Z"
+        [submission_record("s1", {}, intake_bot_id=bot_id or "?")], "2026-01-01T00:00:00Z"
     )
     path = lake.write("submissions", bot_id, "00000-start", table)
     assert path.resolve().is_relative_to((tmp_path / "parquet" / "submissions").resolve())
@@ -51,8 +51,10 @@ def test_safe_ids_are_kept_and_encodings_never_collide():
 
 def test_rewriting_a_page_replaces_the_file_and_leaves_no_temporary(tmp_path):
     lake = Lake(tmp_path)
-    first = normalise.submissions_table([sub("s1", {})], "2026-01-01T00:00:00Z")
-    second = normalise.submissions_table([sub("s1", {}), sub("s2", {})], "2026-01-01T00:00:00Z")
+    first = normalise.submissions_table([submission_record("s1", {})], "2026-01-01T00:00:00Z")
+    second = normalise.submissions_table(
+        [submission_record("s1", {}), submission_record("s2", {})], "2026-01-01T00:00:00Z"
+    )
     lake.write("submissions", "bot1", "00000-start", first)
     path = lake.write("submissions", "bot1", "00000-start", second)
     assert lake_files(tmp_path, "submissions") == [path]
@@ -62,7 +64,7 @@ def test_rewriting_a_page_replaces_the_file_and_leaves_no_temporary(tmp_path):
 
 def test_refuses_unknown_tables_and_wrong_schemas(tmp_path):
     lake = Lake(tmp_path)
-    table = normalise.submissions_table([sub("s1", {})], "2026-01-01T00:00:00Z")
+    table = normalise.submissions_table([submission_record("s1", {})], "2026-01-01T00:00:00Z")
     with pytest.raises(ValueError, match="unknown lake table"):
         lake.write("../x", None, "a", table)
     with pytest.raises(ValueError, match="lake schema"):
@@ -81,13 +83,13 @@ def test_every_lake_table_reads_back_with_its_schema(tmp_path):
 
 def test_write_many_checks_every_file_before_writing_any(tmp_path):
     lake = Lake(tmp_path)
-    good = normalise.submissions_table([sub("s1", {})], "2026-01-01T00:00:00Z")
+    good = normalise.submissions_table([submission_record("s1", {})], "2026-01-01T00:00:00Z")
     with pytest.raises(ValueError, match="lake schema"):
         lake.write_many(
             [("submissions", "bot1", "a", good), ("submission_answers", "bot1", "a", good)]
         )
     assert not any(tmp_path.rglob("*"))
-    answers = normalise.answers_table([sub("s1", {"name": "Ann"})])
+    answers = normalise.answers_table([submission_record("s1", {"name": "Ann"})])
     paths = lake.write_many(
         [("submission_answers", "bot1", "a", answers), ("submissions", "bot1", "a", good)]
     )

@@ -12,29 +12,9 @@ from hypothesis import given, settings, strategies as st
 from iozen_etl.api.models import IntakeBot, SchemaItem, Submission, Webhook
 from iozen_etl.sync import normalise
 from iozen_etl.sync.schemas import LAKE_TABLES
+from tests.support.wire import submission_record
 
 SYNCED = "2026-03-01T00:00:00.000Z"
-
-
-def sub(
-    sid: str, data: dict[str, Any], *, updated: str = "2026-02-22T11:05:00.000Z", **kw: Any
-) -> Submission:
-    record = Submission(
-        id=sid,
-        intake_bot_id="bot1",
-        status="COMPLETED",
-        data=data,
-        ai_summary=None,
-        is_test=False,
-        file_count=0,
-        message_count=3,
-        schema_version=1,
-        created_at="2026-02-22T11:00:00Z",
-        updated_at=updated,
-        messages=None,
-        extra={},
-    )
-    return replace(record, **kw)
 
 
 def item(
@@ -77,7 +57,9 @@ def ms(iso: str) -> datetime:
 
 def test_submissions_keep_core_columns_and_whole_data_as_json():
     data = {"full_name": "Jane", "age": 41, "tags": ["a", "b"], "nested": {"k": [1]}}
-    table = normalise.submissions_table([sub("s1", data, extra={"new_key": True})], SYNCED)
+    table = normalise.submissions_table(
+        [submission_record("s1", data, extra={"new_key": True})], SYNCED
+    )
     assert table.schema.equals(LAKE_TABLES["submissions"])
     row = table.to_pylist()[0]
     assert json.loads(row["data"]) == data
@@ -99,7 +81,9 @@ def test_timestamps_accept_micro_seconds_and_offsets_and_name_a_bad_one():
         datetime(2026, 2, 22, 11, 0, 0, 500000, tzinfo=UTC),
     ]
     with pytest.raises(normalise.NormaliseError, match=r"record 'bad'.*field 'updated_at'"):
-        normalise.submissions_table([sub("ok", {}), sub("bad", {}, updated="yesterday")], SYNCED)
+        normalise.submissions_table(
+            [submission_record("ok", {}), submission_record("bad", {}, updated="yesterday")], SYNCED
+        )
 
 
 def test_answers_are_long_form_one_row_per_list_item_typed_by_kind():
@@ -113,7 +97,9 @@ def test_answers_are_long_form_one_row_per_list_item_typed_by_kind():
         "empty": [],
         "obj": {"x": 1},
     }
-    table = normalise.answers_table([sub("s1", data), sub("s2", {"name": "Joe"})])
+    table = normalise.answers_table(
+        [submission_record("s1", data), submission_record("s2", {"name": "Joe"})]
+    )
     assert table.schema.equals(LAKE_TABLES["submission_answers"])
     rows = [
         (
@@ -198,7 +184,7 @@ def test_bots_and_webhooks_tables():
 
 def test_conforms_to_schema_for_arbitrary_json_answers():
     values = ["x", 1, 2.5, True, None, ["a", 1, None, ["n"]], {"k": "v"}, 10**30]
-    subs = [sub(f"s{i}", {f"f{i}": value}) for i, value in enumerate(values)]
+    subs = [submission_record(f"s{i}", {f"f{i}": value}) for i, value in enumerate(values)]
     table = normalise.answers_table(subs)
     assert table.num_rows == 11
     assert table.column("value_kind").type == pa.string()
@@ -241,7 +227,7 @@ def _expected_rows(subs: list[Submission]) -> list[tuple[Any, ...]]:
 @settings(max_examples=150, deadline=None)
 @given(ANSWERS)
 def test_answers_match_a_row_by_row_reading_for_any_json(datas: list[dict[str, Any]]) -> None:
-    subs = [sub(f"s{i}", data) for i, data in enumerate(datas)]
+    subs = [submission_record(f"s{i}", data) for i, data in enumerate(datas)]
     tables = normalise.page_tables(subs, SYNCED)
     columns = ["submission_id", "field_name", "position", "is_list", "value_kind"]
     columns += ["text_value", "number_value", "boolean_value"]

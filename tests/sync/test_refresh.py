@@ -8,12 +8,9 @@ from typing import Any
 
 from iozen_etl.sandbox import Sandbox, SandboxConfig
 from iozen_etl.sync.state import StateStore
-from tests.sync.helpers import (
-    Workspace,
-    assert_lake_matches_truth,
-    in_progress_counts,
-    make_client,
-)
+from tests.support.sandbox import fake_time_client
+from tests.support.sync import Workspace, in_progress_counts
+from tests.support.truth import assert_lake_matches_truth
 
 UNLIMITED = 10**9
 
@@ -37,12 +34,12 @@ def test_forty_bots_with_in_progress_rows_are_exact_after_one_incremental_sync(t
         )
     )
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     with StateStore(work.paths.state_db) as state:
         holding = in_progress_counts(state)
     complete(box, 15)
     before = box.request_count("submission") + box.request_count("submissions")
-    _, subs = work.sync(make_client(box), in_progress_refresh_limit=100)
+    _, subs = work.sync(fake_time_client(box), in_progress_refresh_limit=100)
     # Per bot, its pages (one per 100 submissions) or a GET per row, whichever is fewer.
     spent = box.request_count("submission") + box.request_count("submissions") - before
     pages = {bot: -(-len(box.truth_submissions(bot)) // 100) for bot in holding}
@@ -63,10 +60,10 @@ def test_a_few_rows_in_a_long_bot_are_read_one_get_each(tmp_path):
     (bot,) = box.bot_ids()
     box.generate_submissions(bot, 2, status="IN_PROGRESS")
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     complete(box, 2)
     gets, pages = box.request_count("submission"), box.request_count("submissions")
-    _, subs = work.sync(make_client(box))
+    _, subs = work.sync(fake_time_client(box))
     assert box.request_count("submission") - gets == 2
     assert box.request_count("submissions") == pages
     assert subs.total("refresh_completed") == 2
@@ -77,11 +74,11 @@ def test_a_changed_bot_reads_its_in_progress_page_within_the_pages_it_reads_anyw
     box = Sandbox(SandboxConfig(seed=5, rate_limit=UNLIMITED, bots=1, submissions_per_bot=60))
     (bot,) = box.bot_ids()
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     done = complete(box, 2)
     box.generate_submissions(bot, 5, status="COMPLETED")
     gets, pages = box.request_count("submission"), box.request_count("submissions")
-    _, subs = work.sync(make_client(box))
+    _, subs = work.sync(fake_time_client(box))
     (report,) = subs.bots
     # One request: the page from the start holds the old rows and the five new ones.
     assert box.request_count("submissions") - pages == 1
@@ -95,14 +92,14 @@ def test_rows_of_an_older_state_file_are_read_one_get_each(tmp_path):
     # A state file from before page positions were kept: nothing says where the rows sit.
     box = Sandbox(SandboxConfig(seed=5, rate_limit=UNLIMITED, bots=1, submissions_per_bot=60))
     work = Workspace(tmp_path)
-    work.sync(make_client(box))
+    work.sync(fake_time_client(box))
     with sqlite3.connect(work.paths.state_db) as db:
         db.execute("UPDATE in_progress SET page_start = NULL, page_position = NULL")
     with StateStore(work.paths.state_db) as state:
         tracked = sum(in_progress_counts(state).values())
     complete(box, 1)
     gets, pages = box.request_count("submission"), box.request_count("submissions")
-    _, subs = work.sync(make_client(box))
+    _, subs = work.sync(fake_time_client(box))
     assert subs.total("refresh_completed") == 1
     assert box.request_count("submission") - gets == tracked
     assert box.request_count("submissions") == pages

@@ -4,7 +4,7 @@ import sqlite3
 import threading
 
 from iozen_etl.sync.state import RESCAN_STREAM, SUBMISSIONS_STREAM, StateStore
-from tests.sync.helpers import in_progress_counts
+from tests.support.sync import in_progress_counts
 
 
 def test_commit_page_moves_the_resume_point_and_tracks_in_progress(tmp_path):

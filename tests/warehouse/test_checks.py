@@ -23,7 +23,7 @@ from iozen_etl.warehouse.checks import (
     run_all_checks,
 )
 from iozen_etl.warehouse.sql_files import apply_sql
-from tests.warehouse.lake import (
+from tests.support.lake import (
     at,
     bot_row,
     field_rows,

@@ -12,7 +12,8 @@ from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
 from iozen_etl.warehouse import TableCounts, load_warehouse
 from iozen_etl.warehouse.lake_files import FooterChecks, list_lake
-from tests.warehouse.lake import bot_row, fetch, submission_row, write_lake, write_submissions
+from tests.support.lake import bot_row, submission_row, write_lake, write_submissions
+from tests.support.warehouse import fetch
 
 
 def _ledger(paths: DataPaths) -> dict[str, tuple[int, int, int]]:

@@ -13,17 +13,16 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
 from iozen_etl.warehouse import TableCounts, load_warehouse, rebuild_warehouse
-from tests.warehouse.lake import (
+from tests.support.lake import (
     answer_rows,
     bot_row,
-    fetch,
     field_rows,
     submission_row,
-    table_rows,
     webhook_row,
     write_lake,
     write_submissions,
 )
+from tests.support.warehouse import fetch, table_rows
 
 
 def _one_bot(paths: DataPaths, updated: float = 0, stem: str = "p0") -> None:

@@ -25,7 +25,8 @@ from iozen_etl.warehouse.publish import (
     _stage_reflink,
     writer_lock,
 )
-from tests.warehouse.lake import bot_row, fetch, submission_row, write_lake, write_submissions
+from tests.support.lake import bot_row, submission_row, write_lake, write_submissions
+from tests.support.warehouse import fetch
 
 HOLDING_READER = textwrap.dedent(
     """

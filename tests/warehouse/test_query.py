@@ -19,7 +19,7 @@ from iozen_etl.warehouse import (
     load_warehouse,
     run_query,
 )
-from tests.warehouse.lake import bot_row, submission_row, write_lake, write_submissions
+from tests.support.lake import bot_row, submission_row, write_lake, write_submissions
 
 
 def _run(module: object, argv: list[str]) -> int:

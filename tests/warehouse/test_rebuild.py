@@ -7,17 +7,16 @@ from pathlib import Path
 
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse import load_warehouse, rebuild_warehouse
-from tests.warehouse.lake import (
+from tests.support.lake import (
     ALL_FIELD_TYPES,
     bot_row,
-    fetch,
     field_rows,
     submission_row,
-    table_rows,
     webhook_row,
     write_lake,
     write_submissions,
 )
+from tests.support.warehouse import fetch, table_rows
 
 COMPARED = (
     "intake_bots",

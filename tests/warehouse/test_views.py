@@ -9,15 +9,15 @@ from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
 from iozen_etl.warehouse import load_warehouse
 from iozen_etl.warehouse.sql_files import SQL_DIR, sql_files
-from tests.warehouse.lake import (
+from tests.support.lake import (
     ALL_FIELD_TYPES,
     bot_row,
-    fetch,
     field_rows,
     submission_row,
     write_lake,
     write_submissions,
 )
+from tests.support.warehouse import fetch
 
 GOOD = {
     "full_name": "Ada Lovelace",

@@ -1,3 +1,5 @@
+"""Fixtures shared by several test directories (helpers live in ``tests.support``)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,4 +11,5 @@ from iozen_etl.settings import DataPaths
 
 @pytest.fixture
 def paths(tmp_path: Path) -> DataPaths:
+    """An empty data directory."""
     return DataPaths(tmp_path / "data")

@@ -1,4 +1,4 @@
-"""Build lake rows and write them as Parquet files, as the extraction would (atomically)."""
+"""The Parquet lake: rows built and written as the extraction would (atomically), and read back."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
+from iozen_etl.warehouse.lake_files import list_lake
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -208,14 +208,24 @@ def write_submissions(
     write_lake(lake_root, "submission_answers", answer_rows(subs), bot_id=bot_id, stem=stem)
 
 
-def fetch(paths: DataPaths, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
-    """Rows from the published snapshot, through a fresh read-only connection."""
-    con = duckdb.connect(str(paths.published_db), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
+def lake_files(lake_root: Path, table: str) -> list[Path]:
+    """The complete Parquet files of one lake table, as the warehouse load lists them."""
+    return [lake_root / found.rel_path for found in list_lake(lake_root) if found.table == table]
 
 
-def table_rows(paths: DataPaths, table: str) -> list[tuple[Any, ...]]:
-    return fetch(paths, f"select * from {table} order by all")
+def read_table(root: Path, table: str) -> pa.Table:
+    """Every complete file of a lake table under the data directory ``root``, concatenated."""
+    files = lake_files(DataPaths(root).parquet, table)
+    if not files:
+        return pa.table({})
+    return pa.concat_tables(pq.read_table(p) for p in files)
+
+
+def newest_by_id(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Merge by id, newest ``updated_at`` wins (what the warehouse does)."""
+    best: dict[str, dict[str, Any]] = {}
+    for row in table.to_pylist():
+        held = best.get(row["id"])
+        if held is None or row["updated_at"] > held["updated_at"]:
+            best[row["id"]] = row
+    return best

@@ -1,40 +1,25 @@
-"""Shared fakes for the client tests: injected time, wire-shaped payloads, a client factory."""
+"""The API on the wire: a client over a mock transport, answers and records as the API sends
+them, and a transport wrapper that edits them in flight."""
 
 from __future__ import annotations
 
 import json
 import random
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import httpx
 
 from iozen_etl.api import IozenClient, RetryPolicy
+from iozen_etl.api.models import Submission
+from tests.support.clock import FakeTime
 
 API_KEY = "iozen_live_SECRETsecretSECRETsecret0123456789"
 BASE_URL = "https://iozen.test/api/v1"
-WALL_START = 1_900_000_000.0
 
 
-class FakeTime:
-    """A monotonic clock, a wall clock and a sleep that only moves them forward."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def wall(self) -> float:
-        return WALL_START + self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def make_client(
+def mock_client(
     handler: Callable[[httpx.Request], httpx.Response],
     time: FakeTime | None = None,
     retry: RetryPolicy | None = None,
@@ -126,3 +111,45 @@ def page(key: str, items: list[dict[str, Any]], next_cursor: str | None) -> dict
         key: items,
         "pagination": {"has_more": next_cursor is not None, "next_cursor": next_cursor},
     }
+
+
+def submission_record(
+    sid: str, data: dict[str, Any], *, updated: str = "2026-02-22T11:05:00.000Z", **kw: Any
+) -> Submission:
+    """A decoded submission of bot ``bot1``; ``kw`` replaces any other field."""
+    record = Submission(
+        id=sid,
+        intake_bot_id="bot1",
+        status="COMPLETED",
+        data=data,
+        ai_summary=None,
+        is_test=False,
+        file_count=0,
+        message_count=3,
+        schema_version=1,
+        created_at="2026-02-22T11:00:00Z",
+        updated_at=updated,
+        messages=None,
+        extra={},
+    )
+    return replace(record, **kw)
+
+
+def rewrite_json(
+    inner: httpx.BaseTransport,
+    on_request: Callable[[httpx.Request], httpx.Request] | None = None,
+    on_response: Callable[[httpx.Request, Any], Any] | None = None,
+) -> httpx.MockTransport:
+    """Wrap a transport, editing requests and the parsed JSON of answers (fake at the transport)."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if on_request is not None:
+            request = on_request(request)
+        response = inner.handle_request(request)
+        if on_response is None or response.status_code >= 300:
+            return response
+        body = on_response(request, json.loads(response.read()))
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
+        return httpx.Response(response.status_code, headers=headers, json=body, request=request)
+
+    return httpx.MockTransport(handle)

@@ -1,0 +1,39 @@
+"""The published warehouse read back, as an analyst would: read-only connections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from iozen_etl.settings import DataPaths
+
+
+def fetch(paths: DataPaths, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
+    """Rows from the published snapshot, through a fresh read-only connection."""
+    con = duckdb.connect(str(paths.published_db), read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def table_rows(paths: DataPaths, table: str) -> list[tuple[Any, ...]]:
+    return fetch(paths, f"select * from {table} order by all")
+
+
+class Published:
+    """The published warehouse, opened read-only once for several queries."""
+
+    def __init__(self, paths: DataPaths) -> None:
+        self._con = duckdb.connect(str(paths.published_db), read_only=True)
+
+    def __enter__(self) -> Published:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._con.close()
+
+    def rows(self, sql: str) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._con.execute(sql).fetchall()]
