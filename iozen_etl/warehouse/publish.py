@@ -152,7 +152,7 @@ def _copy_whole(source_fd: int, target_fd: int) -> None:
         remaining -= len(chunk)
 
 
-def _rewrite_changed_blocks(source_fd: int, target_fd: int) -> int:
+def rewrite_changed_blocks(source_fd: int, target_fd: int) -> int:
     """Make the target's bytes equal the source's, writing only the chunks that differ."""
     size = os.fstat(source_fd).st_size
     written = 0
@@ -232,14 +232,14 @@ def _stage_in_spare(source_fd: int, staging: Path) -> int | None:
             fcntl.fcntl(fd, fcntl.F_OFD_SETLK, _flock_struct(fcntl.F_WRLCK))
         except OSError:
             return None
-        written = _rewrite_changed_blocks(source_fd, fd)
+        written = rewrite_changed_blocks(source_fd, fd)
         os.fsync(fd)
         return written
     finally:
         os.close(fd)
 
 
-def _stage_reflink(source_fd: int, staging: Path) -> bool:
+def stage_reflink(source_fd: int, staging: Path) -> bool:
     """A new staging file sharing the writer file's blocks (fsynced); False where refused."""
     fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -253,7 +253,7 @@ def _stage_reflink(source_fd: int, staging: Path) -> bool:
     return cloned
 
 
-def _stage_copy(source_fd: int, staging: Path) -> int:
+def stage_copy(source_fd: int, staging: Path) -> int:
     """A new staging file holding a whole copy, fsynced; returns the bytes written."""
     fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -296,11 +296,11 @@ def publish_copy(writer_db: Path, published_db: Path) -> Publication:
     source_fd = os.open(writer_db, os.O_RDONLY)
     try:
         method, written = "reflink", 0
-        if not _stage_reflink(source_fd, staging):
+        if not stage_reflink(source_fd, staging):
             rewritten = _stage_in_spare(source_fd, staging) if _take_spare(spare, staging) else None
             if rewritten is None:  # no spare, or a reader opened it meanwhile (it is theirs)
                 staging.unlink(missing_ok=True)
-                method, written = "copy", _stage_copy(source_fd, staging)
+                method, written = "copy", stage_copy(source_fd, staging)
             else:
                 method, written = "spare", rewritten
     finally:

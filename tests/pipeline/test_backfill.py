@@ -14,7 +14,6 @@ import dagster as dg
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.storage.dagster_run import RunsFilter
 from dagster._core.test_utils import create_test_daemon_workspace_context
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
@@ -89,7 +88,7 @@ def test_ui_backfill_of_two_bots_rescans_only_them_and_keeps_resume_points(world
                 break
         assert instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
 
-        runs = instance.get_runs(RunsFilter(tags={BACKFILL_TAG: backfill_id}))
+        runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
         # Two non-adjacent bots: Dagster makes one run per contiguous stretch.
         assert len(runs) == 2
         assert all(run.is_success for run in runs)

@@ -20,9 +20,9 @@ from iozen_etl.warehouse import WarehouseBusy, load_warehouse
 from iozen_etl.warehouse.load import lock_path
 from iozen_etl.warehouse.publish import (
     DELTA_CHUNK,
-    _rewrite_changed_blocks,
-    _stage_copy,
-    _stage_reflink,
+    rewrite_changed_blocks,
+    stage_copy,
+    stage_reflink,
     writer_lock,
 )
 from tests.support.lake import bot_row, submission_row, write_lake, write_submissions
@@ -300,11 +300,11 @@ def test_a_file_system_without_reflinks_gets_a_copy(tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     fd = os.open(source, os.O_RDONLY)
     try:
-        if _stage_reflink(fd, staging):
+        if stage_reflink(fd, staging):
             assert staging.read_bytes() == source.read_bytes()
             staging.unlink()
         assert not staging.exists()  # refused: nothing left behind
-        assert _stage_copy(fd, staging) == source.stat().st_size
+        assert stage_copy(fd, staging) == source.stat().st_size
         assert staging.read_bytes() == source.read_bytes()
     finally:
         os.close(fd)
@@ -321,7 +321,7 @@ def test_rewriting_changed_blocks_gives_the_same_bytes(tmp_path: Path) -> None:
     source_fd = os.open(source, os.O_RDONLY)
     target_fd = os.open(target, os.O_RDWR)
     try:
-        assert _rewrite_changed_blocks(source_fd, target_fd) == DELTA_CHUNK
+        assert rewrite_changed_blocks(source_fd, target_fd) == DELTA_CHUNK
     finally:
         os.close(source_fd)
         os.close(target_fd)
