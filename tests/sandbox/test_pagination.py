@@ -135,6 +135,11 @@ def test_a_cursor_from_another_bot_is_rejected() -> None:
     with client_for(sandbox) as client:
         response = client.get(f"/intake-bots/{second}/submissions", params={"cursor": foreign})
     assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "validation_failed"
+    assert [(i["path"], i["code"]) for i in error["details"]["issues"]] == [
+        (["cursor"], "invalid_cursor")
+    ]
 
 
 def test_bots_and_webhooks_lists_paginate() -> None:

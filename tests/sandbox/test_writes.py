@@ -32,7 +32,9 @@ def issues_of(response: httpx.Response) -> list[dict[str, Any]]:
     return issues
 
 
-def test_every_field_type_accepts_its_values(client: httpx.Client, onboarding: str) -> None:
+def test_every_field_type_accepts_its_values(
+    sandbox: Sandbox, client: httpx.Client, onboarding: str
+) -> None:
     data = {
         **VALID,
         "company": "株式会社サンプル",
@@ -48,6 +50,9 @@ def test_every_field_type_accepts_its_values(client: httpx.Client, onboarding: s
     }
     response = post(client, onboarding, {"data": data, "status": "COMPLETED", "is_test": True})
     assert response.status_code == 200
+    created = response.json()["data"]["submission"]
+    stored = next(s for s in sandbox.truth_submissions(onboarding) if s["id"] == created["id"])
+    assert (stored["data"], stored["status"], stored["is_test"]) == (data, "COMPLETED", True)
 
 
 @pytest.mark.parametrize(

@@ -230,6 +230,8 @@ def test_temporary_files_of_writers_are_ignored(paths: DataPaths) -> None:
     (folder / ".p1.parquet").write_bytes(b"half written")
     report = load_warehouse(paths)
     assert report.rejected == ()
+    assert report.tables["submissions"] == TableCounts()
+    assert fetch(paths, "select count(*) from submissions") == [(0,)]
 
 
 # ---- against ground truth: random versions, files, batches and load orders ----------------
