@@ -119,9 +119,8 @@ def make_sandbox(**config: Any) -> Sandbox:
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
-def test_first_and_incremental_sync_equal_the_truth(variant: Variant, tmp_path: Path) -> None:
+def test_first_and_incremental_sync_equal_the_truth(variant: Variant, paths: DataPaths) -> None:
     sandbox = make_sandbox(**variant.config)
-    paths = DataPaths(tmp_path)
     client = variants_client(sandbox)
     kept = client.create_webhook("http://127.0.0.1:9/kept", ["submission.completed"])
     gone = client.create_webhook("http://127.0.0.1:9/gone", ["submission.updated"])
@@ -172,12 +171,12 @@ def test_first_and_incremental_sync_equal_the_truth(variant: Variant, tmp_path: 
             assert any(b.resume_fallback or b.rows_reread for b in second.submissions.bots)
 
 
-def test_rate_limited_runs_wait_on_the_sandbox_clock(tmp_path: Path) -> None:
+def test_rate_limited_runs_wait_on_the_sandbox_clock(paths: DataPaths) -> None:
     sandbox = make_sandbox(rate_limit=4)
     client = variants_client(sandbox)
     before = sandbox.clock.now()
-    report = run_pipeline(client, DataPaths(tmp_path))
-    assert_warehouse_equals_truth(DataPaths(tmp_path), sandbox)
+    report = run_pipeline(client, paths)
+    assert_warehouse_equals_truth(paths, sandbox)
     assert sandbox.request_count() > 8
     # Waiting the windows out moved the sandbox clock, not the test's wall time.
     assert sandbox.clock.now() - before >= 60.0
@@ -186,10 +185,9 @@ def test_rate_limited_runs_wait_on_the_sandbox_clock(tmp_path: Path) -> None:
     assert report.submissions.requests > 0
 
 
-def test_newest_first_lists_fall_back_to_a_rescan_and_say_so(tmp_path: Path) -> None:
+def test_newest_first_lists_fall_back_to_a_rescan_and_say_so(paths: DataPaths) -> None:
     sandbox = make_sandbox(list_order="desc", submissions_per_bot=150)
     client = variants_client(sandbox)
-    paths = DataPaths(tmp_path)
     run_pipeline(client, paths)
     move_world(sandbox)
     second = run_pipeline(client, paths)
@@ -201,7 +199,7 @@ def test_newest_first_lists_fall_back_to_a_rescan_and_say_so(tmp_path: Path) -> 
 
 
 def sync_across_cursor_expiry(
-    tmp_path: Path, *, refresh_limit: int = 500, late_in_progress: int = 0, **config: Any
+    paths: DataPaths, *, refresh_limit: int = 500, late_in_progress: int = 0, **config: Any
 ) -> RunReport:
     """Sync, let every cursor expire while the world moves, sync again; the warehouse must
     equal the truth. Returns the second run."""
@@ -209,7 +207,6 @@ def sync_across_cursor_expiry(
     for bot in sandbox.bot_ids():
         sandbox.generate_submissions(bot, late_in_progress, status="IN_PROGRESS")
     client = variants_client(sandbox)
-    paths = DataPaths(tmp_path)
     run_pipeline(client, paths)
     move_world(sandbox)  # moves the clock past every cursor's lifetime
     second = run_pipeline(client, paths, in_progress_refresh_limit=refresh_limit)
@@ -217,37 +214,36 @@ def sync_across_cursor_expiry(
     return second
 
 
-def test_expired_cursors_make_the_extractor_rescan_that_bot(tmp_path: Path) -> None:
+def test_expired_cursors_make_the_extractor_rescan_that_bot(paths: DataPaths) -> None:
     # 12 pages a bot: the last committed file of pages began at an (expired) cursor too.
     # A small refresh budget: the IN_PROGRESS rows spread over every page are read one GET
     # each, so the live stream starts at its (expired) resume point.
-    second = sync_across_cursor_expiry(tmp_path, bots=3, submissions_per_bot=1_150, refresh_limit=5)
+    second = sync_across_cursor_expiry(paths, bots=3, submissions_per_bot=1_150, refresh_limit=5)
     reasons = {b.rescan for b in second.submissions.bots if b.rescan}
     assert reasons == {"cursor_rejected"}
 
 
-def test_an_expired_page_start_of_in_progress_rows_falls_back_to_gets(tmp_path: Path) -> None:
+def test_an_expired_page_start_of_in_progress_rows_falls_back_to_gets(paths: DataPaths) -> None:
     # IN_PROGRESS rows only in each bot's last file of pages, which began at a cursor that
     # expired: they cannot be read again in pages, so they are read one GET each.
     second = sync_across_cursor_expiry(
-        tmp_path, bots=3, submissions_per_bot=1_150, in_progress_share=0, late_in_progress=3
+        paths, bots=3, submissions_per_bot=1_150, in_progress_share=0, late_in_progress=3
     )
     fallen_back = [b for b in second.submissions.bots if b.refresh_fallback]
     assert fallen_back and all(b.refreshed > 0 for b in fallen_back)
 
 
-def test_an_expired_cursor_of_a_short_bot_falls_back_to_its_first_page(tmp_path: Path) -> None:
+def test_an_expired_cursor_of_a_short_bot_falls_back_to_its_first_page(paths: DataPaths) -> None:
     # Two pages a bot, written as one file that began at the start: the fallback re-reads the
     # bot from there (or reads it from there anyway for its IN_PROGRESS rows), no rescan needed.
-    second = sync_across_cursor_expiry(tmp_path, submissions_per_bot=150)
+    second = sync_across_cursor_expiry(paths, submissions_per_bot=150)
     resumed = [b for b in second.submissions.bots if b.resume_point_before and b.rows_new]
     assert resumed and all(b.rescan is None for b in resumed)
     assert all(b.resume_fallback or b.rows_reread for b in resumed)
 
 
-def test_a_deleted_webhook_endpoint_leaves_the_warehouse(tmp_path: Path) -> None:
+def test_a_deleted_webhook_endpoint_leaves_the_warehouse(paths: DataPaths) -> None:
     sandbox = make_sandbox(bots=1, submissions_per_bot=5, delete_status=204)
-    paths = DataPaths(tmp_path)
     client = variants_client(sandbox)
     kept = client.create_webhook("http://127.0.0.1:9/kept", ["submission.completed"])
     gone = client.create_webhook("http://127.0.0.1:9/gone", ["submission.updated"])
@@ -259,9 +255,8 @@ def test_a_deleted_webhook_endpoint_leaves_the_warehouse(tmp_path: Path) -> None
         assert published.rows("select id from webhooks") == [(kept.id,)]
 
 
-def test_pro_plan_key_skips_webhooks_and_syncs_the_rest(tmp_path: Path) -> None:
+def test_pro_plan_key_skips_webhooks_and_syncs_the_rest(paths: DataPaths) -> None:
     sandbox = make_sandbox(plan="pro", rate_limit=None)
-    paths = DataPaths(tmp_path)
     client = variants_client(sandbox)
     first = run_pipeline(client, paths)
     assert first.webhooks.skipped == "feature_not_available"
@@ -272,21 +267,19 @@ def test_pro_plan_key_skips_webhooks_and_syncs_the_rest(tmp_path: Path) -> None:
     assert_warehouse_equals_truth(paths, sandbox, webhooks=False)
 
 
-def test_key_without_the_webhook_scope_skips_webhooks(tmp_path: Path) -> None:
+def test_key_without_the_webhook_scope_skips_webhooks(paths: DataPaths) -> None:
     sandbox = make_sandbox()
     key = sandbox.add_key(["read:intake-bots", "read:submissions"])
-    paths = DataPaths(tmp_path)
     report = run_pipeline(variants_client(sandbox, key), paths)
     assert report.webhooks.skipped == "insufficient_scopes"
     assert_warehouse_equals_truth(paths, sandbox, webhooks=False)
 
 
-def test_an_edit_to_a_completed_submission_needs_a_full_refresh(tmp_path: Path) -> None:
+def test_an_edit_to_a_completed_submission_needs_a_full_refresh(paths: DataPaths) -> None:
     """docs/decisions.md #7: an edit to a COMPLETED submission moves neither the bot's count
     nor (here) its updated_at, and no webhook is listened to, so an incremental run cannot see
     it. The documented remedy is a full-refresh backfill, which must then catch it."""
     sandbox = make_sandbox()
-    paths = DataPaths(tmp_path)
     client = variants_client(sandbox)
     run_pipeline(client, paths)
     target = next(s for s in sandbox.truth_submissions() if s["status"] == "COMPLETED")
@@ -323,13 +316,14 @@ REPLAY_VARIANTS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize("name", list(REPLAY_VARIANTS))
-def test_replay_against_a_201_server_creates_each_row_once(tmp_path: Path, name: str) -> None:
+def test_replay_against_a_201_server_creates_each_row_once(
+    paths: DataPaths, tmp_path: Path, name: str
+) -> None:
     """A POST whose answer is lost (dropped, truncated, 500 after the fact) is sent again with
     its Idempotency-Key; the server replays the stored 201 instead of creating a second row."""
     config = REPLAY_VARIANTS[name]
     sandbox = make_sandbox(create_status=201, bots=2, submissions_per_bot=3, **config)
     bot_id = next(b["id"] for b in sandbox.truth_bots() if b["name"] == "Customer Onboarding")
-    paths = DataPaths(tmp_path / "data")
     seeded = {s["id"] for s in sandbox.truth_submissions(bot_id)}
     # A copy: the replay writes its rejects file beside the input, never into the package.
     example = Path(shutil.copy(EXAMPLE_CSV, tmp_path / "submissions.csv"))
@@ -347,7 +341,7 @@ def test_replay_against_a_201_server_creates_each_row_once(tmp_path: Path, name:
     assert len(sandbox.truth_submissions(bot_id)) == len(seeded) + len(created)
 
 
-def test_a_cursor_expiring_mid_scan_fails_that_bot_not_the_run(tmp_path: Path) -> None:
+def test_a_cursor_expiring_mid_scan_fails_that_bot_not_the_run(paths: DataPaths) -> None:
     """Waiting out a rate limit can outlast a cursor's lifetime: the next page's cursor is
     refused, and so is every cursor of a scan from the start. That bot cannot be read in this
     world; the run must say so for that bot and still sync the others."""
@@ -357,7 +351,6 @@ def test_a_cursor_expiring_mid_scan_fails_that_bot_not_the_run(tmp_path: Path) -
     big = sandbox.bot_ids()[0]
     small = sandbox.add_bot("Small")
     sandbox.generate_submissions(small, 20)
-    paths = DataPaths(tmp_path)
     client = variants_client(sandbox)
     lake = Lake(paths.parquet)
     with StateStore(paths.state_db) as state:
@@ -368,19 +361,21 @@ def test_a_cursor_expiring_mid_scan_fails_that_bot_not_the_run(tmp_path: Path) -
     assert actions[big][0] == "failed" and "cursor" in actions[big][1]
 
 
-def test_a_completion_in_the_same_second_is_kept_without_milliseconds(tmp_path: Path) -> None:
+def test_a_completion_in_the_same_second_is_kept_without_milliseconds(paths: DataPaths) -> None:
     sandbox = make_sandbox(timestamp_precision="s", bots=2, submissions_per_bot=20)
     bot = sandbox.bot_ids()[0]
     sandbox.clock.advance(10.2)
     [submission] = sandbox.generate_submissions(bot, 1, status="IN_PROGRESS")
-    paths = DataPaths(tmp_path)
     client = variants_client(sandbox)
     run_pipeline(client, paths)
     # The same second: updated_at moves by a millisecond the wire does not show.
     sandbox.update_submission(bot, submission, status="COMPLETED", data={"notes": "done"})
-    assert truth_submissions(sandbox)[submission][2] == warehouse_submissions(paths)[submission][2]
+    assert (
+        truth_submissions(sandbox)[submission].updated_at
+        == warehouse_submissions(paths)[submission].updated_at
+    )
 
     second = run_pipeline(client, paths)
     assert second.submissions.total("refresh_completed") >= 1
-    assert warehouse_submissions(paths)[submission][1] == "COMPLETED"
+    assert warehouse_submissions(paths)[submission].status == "COMPLETED"
     assert_warehouse_equals_truth(paths, sandbox)

@@ -79,7 +79,7 @@ def test_incremental_sync_after_new_updated_and_completed_submissions_and_a_new_
     assert by_bot[new_bot].rows_new == 30
     assert by_bot[bot_ids[1]].rows_new == 150
     assert subs.total("refresh_completed") >= 1
-    assert lake_submissions(tmp_path)[completed["id"]][1] == "COMPLETED"
+    assert lake_submissions(tmp_path)[completed["id"]].status == "COMPLETED"
     files_after = len(lake_files(work.lake.root, "submissions"))
     assert files_after > files_before
     stored_bots = read_table(tmp_path, "intake_bots").to_pylist()
@@ -115,8 +115,8 @@ def test_full_refresh_rescans_without_moving_the_live_point_backwards(tmp_path):
     assert live_after is not None
     assert live_after.resume_point == live_before.resume_point
     assert live_after.scan_generation > live_before.scan_generation
-    new_version = lake_submissions(tmp_path)[edited["id"]][2]
-    assert new_version > lake_submissions_before[edited["id"]][2]
+    new_version = lake_submissions(tmp_path)[edited["id"]].updated_at
+    assert new_version > lake_submissions_before[edited["id"]].updated_at
 
 
 def test_a_sync_under_every_fault_kind_matches_the_truth(tmp_path):
@@ -326,4 +326,4 @@ def test_only_chosen_bots_are_synced_and_an_unlisted_one_is_reported_missing(tmp
         ("no-such-bot", "missing"),
         (chosen, "synced"),
     ]
-    assert {row[0] for row in lake_submissions(tmp_path).values()} == {chosen}
+    assert {row.intake_bot_id for row in lake_submissions(tmp_path).values()} == {chosen}
