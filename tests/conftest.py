@@ -9,6 +9,14 @@ import pytest
 from iozen_etl.settings import DataPaths
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long",
+        action="store_true",
+        help="reliability suite: many more kill points, faults and inputs (minutes, not seconds)",
+    )
+
+
 @pytest.fixture
 def paths(tmp_path: Path) -> DataPaths:
     """An empty data directory."""
