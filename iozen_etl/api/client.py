@@ -396,7 +396,13 @@ def _malformed(problem: str, path: str, answer: Answer) -> MalformedResponse:
 
 
 def _segment(value: str) -> str:
-    """An id as one path segment: ids are opaque, so slashes and the like are escaped."""
+    """An id as one path segment: ids are opaque, so slashes and the like are escaped.
+
+    An id of dots alone (``.``, ``..``) is escaped too: quote() leaves dots as they are, and the
+    URL would then drop or climb a segment, asking for another resource than this id's.
+    """
     if not isinstance(value, str) or not value:
         raise ValueError("an id must be a non-empty string")
+    if value.strip(".") == "":
+        return "%2E" * len(value)
     return quote(value, safe="")
