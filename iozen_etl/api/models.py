@@ -63,7 +63,7 @@ class Submission:
 
     id: str
     intake_bot_id: str
-    status: str
+    status: str | None
     data: Mapping[str, Any]
     ai_summary: str | None
     is_test: bool | None

@@ -246,7 +246,8 @@ def parse_submission_general(raw: Any, bot_id: str, detail: bool) -> Submission:
     return Submission(
         id_,
         intake_bot_id if type(intake_bot_id) is str and intake_bot_id else bot_id,
-        status if type(status) is str else _str(raw, "status"),
+        # A null or missing status stays null: nothing to say it was COMPLETED or anything else.
+        status if status is None or type(status) is str else str(status),
         data,  # freshly decoded JSON: ours, no copy
         ai_summary if ai_summary is None or type(ai_summary) is str else str(ai_summary),
         is_test if type(is_test) is bool else None,

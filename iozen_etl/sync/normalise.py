@@ -49,7 +49,29 @@ def _json(value: Mapping[str, Any] | None) -> str | bytes | None:
     try:
         return _encode_json(value)
     except (TypeError, ValueError, UnicodeEncodeError):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (which JSON can carry, UTF-8 cannot): kept as its \u escape, which
+        # reads back as the very string that was sent.
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return text
+
+
+def _utf8(text: str) -> str:
+    """``text`` with each lone surrogate replaced by U+FFFD, for columns of UTF-8 text (the
+    submission's ``data`` keeps the original, escaped)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _texts(values: Sequence[Any] | np.ndarray, mask: Any = None) -> pa.Array:
+    """Strings as an Arrow column; lone surrogates (only in answers) become U+FFFD."""
+    try:
+        return pa.array(values, mask=mask, type=pa.string())
+    except UnicodeEncodeError:
+        fixed = [_utf8(value) if isinstance(value, str) else value for value in values]
+        return pa.array(fixed, mask=mask, type=pa.string())
 
 
 def timestamps(
@@ -256,7 +278,7 @@ def _answers(
     datas = [sub.data for sub in rows]
     counts = np.fromiter(map(len, datas), dtype=np.int64, count=len(datas))
     parent = np.repeat(np.arange(len(datas), dtype=np.int32), counts)
-    names = pa.array([name for data in datas for name in data], type=pa.string())
+    names = _texts([name for data in datas for name in data])
     values: list[Any] = [value for data in datas for value in data.values()]
     codes = np.array(_codes(values), dtype=np.int8)
     positions: pa.Array
@@ -284,7 +306,7 @@ def _answers(
         positions,
         listed,
         _KIND_ARRAY.take(kinds),
-        pa.array(objects, mask=not_text, type=pa.string()),
+        _texts(objects, not_text),
         _numbers(objects, codes != _NUMBER),
         pa.array(objects, mask=codes != _BOOLEAN, type=pa.bool_()),
         updated.take(take),

@@ -150,6 +150,10 @@ def rewrite_json(
             return response
         body = on_response(request, json.loads(response.read()))
         headers = [(k, v) for k, v in response.headers.items() if k.lower() != "content-length"]
-        return httpx.Response(response.status_code, headers=headers, json=body, request=request)
+        # ASCII-escaped JSON: it can carry any string, lone surrogates too (httpx's json= cannot).
+        content = json.dumps(body).encode("ascii")
+        return httpx.Response(
+            response.status_code, headers=headers, content=content, request=request
+        )
 
     return httpx.MockTransport(handle)
