@@ -78,7 +78,7 @@ def intake_bots(
     with iozen_api.client() as client, StateStore(paths.state_db) as state:
         report = sync_bots(client, Lake(paths.parquet), state)
         if report.stopped_by_wait_ceiling:
-            raise _stop_at_ceiling(context, "while listing bots")
+            raise _stop_at_ceiling(context, report.wait_ceiling_error)
         state.save_listing(context.run.run_id, report.bots)
     keys = context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
     known = {bot_id_of(key) for key in keys}

@@ -96,6 +96,8 @@ class Sandbox(WorldControl):
             self._sleep(delay)
         with self._lock:
             self._counts[(match.name, request.method)] += 1
+            if delay > 0:
+                self._gate.count_latency(match.name)
             key_name = bearer(request.headers.get("authorization", ""))
             key = self._world.keys.get(key_name) if key_name else None
             if match.route is None:
@@ -110,6 +112,12 @@ class Sandbox(WorldControl):
                 return problem_response(problem, request_id, verdict.rate_headers)
             response = self._respond(outcome, request_id, verdict.rate_headers)
             return self._gate.after_endpoint(match.route.name, response)
+
+    def faults_injected(self, kind: str | None = None) -> int:
+        """Answers an injected fault changed so far: of one kind (``config.FAULT_KINDS``) or all."""
+        with self._lock:
+            counts = self._gate.injected
+            return counts[kind] if kind is not None else sum(counts.values())
 
     def _run(self, route: Route, ids: list[str], request: SandboxRequest, key_name: str) -> Outcome:
         """The route's handler on the query, or on the body through the idempotency store."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass
 
 from iozen_etl.sandbox.clock import SandboxClock
@@ -42,6 +43,9 @@ class Gate:
         self.clock = clock
         self._fault_rng = random.Random(f"faults-{config.seed}")
         self._burst_left = 0
+        # Answers each fault kind changed (a 429 burst counts each of its answers): what a test
+        # reads to say how many requests met a fault.
+        self.injected: Counter[str] = Counter()
 
     def admit(self, route: Route, key: KeyState | None) -> Verdict:
         """Let the request through to ``route`` or refuse it; a let-through one is counted."""
@@ -60,6 +64,11 @@ class Gate:
         """How long to wait before answering: the configured latency and any latency faults."""
         injected = sum(r.seconds for r in self._rules(route_name) if r.kind == "latency")
         return self.config.latency_ms / 1000.0 + injected
+
+    def count_latency(self, route_name: str) -> None:
+        """Count a request slowed by a latency fault (the configured latency is no fault)."""
+        if any(r.kind == "latency" for r in self._rules(route_name)):
+            self.injected["latency"] += 1
 
     def rate_headers(self, key: KeyState | None) -> Headers:
         """X-RateLimit-* of the key's window as it stands (nothing counted)."""
@@ -83,6 +92,7 @@ class Gate:
                 continue
             if self._fault_rng.random() >= rule.probability:
                 continue
+            self.injected[rule.kind] += 1
             if rule.kind == "drop":
                 return SandboxResponse(response.status, response.headers, b"", drop=True)
             if rule.kind == "truncate":
@@ -147,12 +157,14 @@ class Gate:
         """A fault injected before the endpoint runs (5xx, 429 bursts)."""
         if self._burst_left > 0:
             self._burst_left -= 1
+            self.injected["429"] += 1
             return self._too_many(1)
         for rule in self._rules(route_name):
             if rule.kind not in ("5xx", "429"):
                 continue
             if self._fault_rng.random() >= rule.probability:
                 continue
+            self.injected[rule.kind] += 1
             if rule.kind == "429":
                 self._burst_left = rule.burst - 1
                 return self._too_many(1)

@@ -7,11 +7,14 @@ import socket
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from iozen_etl.sandbox.app import Sandbox
 from iozen_etl.sandbox.protocol import MAX_BODY_BYTES, SandboxRequest, dumps, new_request_id
 
 _READ_CHUNK = 65_536
+# What socketserver hands a server for one connection (a stream server: the socket).
+_Connection = socket.socket | tuple[bytes, socket.socket]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -102,7 +105,30 @@ class _SandboxServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox) -> None:
         self.sandbox = sandbox
+        self._connections: set[_Connection] = set()
+        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: _Connection, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: _Connection) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def cut_connections(self) -> None:
+        """Shut every open connection, as a process that stops does: without this a closed
+        server goes on answering clients on their kept-alive connections (its handler threads
+        outlive it), so a restart would not be one."""
+        with self._connections_lock:
+            open_now = list(self._connections)
+        for connection in open_now:
+            if isinstance(connection, socket.socket):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: object, client_address: object) -> None:
         pass  # a client that hangs up mid-request is not news; answers never carry tracebacks
@@ -134,8 +160,10 @@ class RunningServer:
             self.sandbox.deliver_due()
 
     def close(self) -> None:
+        """Stop as a stopped process would: no more connections, the open ones cut."""
         self._stop.set()
         self._server.shutdown()
+        self._server.cut_connections()
         self._server.server_close()
         self._thread.join()
         self._deliverer.join()

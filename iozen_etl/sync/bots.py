@@ -34,6 +34,7 @@ class _Details:
     fields: list[pa.Table] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # "bot id: error" (ids and request ids)
     stop: threading.Event = field(default_factory=threading.Event)
+    ceiling: str | None = None  # the first wait ceiling reached, which stopped the others
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fetch(self, client: SyncClient, bot: IntakeBot) -> None:
@@ -42,7 +43,9 @@ class _Details:
         try:
             detail = client.get_intake_bot(bot.id)
             rows = normalise.bot_fields_table(detail)
-        except WaitCeilingReached:
+        except WaitCeilingReached as ceiling:
+            with self.lock:
+                self.ceiling = self.ceiling or str(ceiling)
             self.stop.set()
             return
         except (IozenError, normalise.NormaliseError) as error:
@@ -121,6 +124,7 @@ def sync_bots(
         seconds_waited=delta.get("seconds_waited", 0.0),
         stopped_by_wait_ceiling=details.stop.is_set(),
         elapsed_s=time.monotonic() - started,
+        wait_ceiling_error=str(ceiling) if ceiling is not None else details.ceiling,
     )
 
 

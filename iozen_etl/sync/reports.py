@@ -22,6 +22,8 @@ class BotsReport:
     seconds_waited: float
     stopped_by_wait_ceiling: bool
     elapsed_s: float
+    # What stopped it at the wait ceiling: the method, path and request id of the last try.
+    wait_ceiling_error: str | None = None
 
 
 @dataclass(frozen=True)
