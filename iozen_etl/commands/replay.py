@@ -24,13 +24,16 @@ from iozen_etl.settings import API_KEY_ENV, DataPaths, base_url_from_env
 
 PROBLEMS_SHOWN = 20
 EPILOG = """\
-CSV: UTF-8 (a BOM is fine), one header row of field names; header = row 1.
+CSV: UTF-8 (a BOM is fine; other encodings stop with the row and column of the first
+  byte that is not UTF-8), one header row of field names; header = row 1.
 reserved columns: _idempotency_key (else derived from bot + answers), _status
   (COMPLETED | IN_PROGRESS), _is_test, _bot_id (several bots in one file).
 values: numbers with '.' decimals; booleans true/false yes/no 1/0 y/n t/f; dates
   yyyy-mm-dd; multi-select a|b or ["a","b"]; an empty cell is null.
 Bad rows go to NAME.rejects.csv beside the file, with _row and _reason; fix them
-and replay that file as it is. The ledger (replay_ledger in $IOZEN_DATA_DIR/state.sqlite)
+and replay that file as it is. A cell there that a spreadsheet would run as a formula
+(first character = + - @, tab or CR, plain numbers aside) has a ' in front, which
+replaying the file removes. The ledger (replay_ledger in $IOZEN_DATA_DIR/state.sqlite)
 makes re-runs send only what is not created yet.
 exit status: 0 all created; 1 stopped early (rest pending); 2 unusable file or
   command line, nothing sent; 3 done, but some rows need a person.

@@ -19,6 +19,7 @@ from iozen_etl.replay.csvfile import (
     RESERVED_COLUMNS,
     CsvFileError,
     CsvReader,
+    shown_name,
 )
 from iozen_etl.replay.rows import BotForm
 
@@ -89,7 +90,8 @@ def _fetch_forms(
             continue
         forms[bot] = BotForm.from_schema(bot, intake_bot.schema or ())
     if not any(forms.values()):
-        raise CsvFileError(f"{csv_path.name}: none of the file's bots exist: {', '.join(forms)}")
+        names = ", ".join(shown_name(bot) for bot in forms)
+        raise CsvFileError(f"{csv_path.name}: none of the file's bots exist: {names}")
     return forms
 
 
@@ -110,12 +112,12 @@ def _check_columns(
         blocks = [form.bot_id for form in known if column in form.content_names]
         if blocks:
             raise CsvFileError(
-                f"{csv_path.name}: column {column!r} is a content block of intake bot "
+                f"{csv_path.name}: column {shown_name(column)} is a content block of intake bot "
                 f"{blocks[0]!r}, which takes no answers (nothing was sent)"
             )
         fields = sorted({name for form in known for name in form.fields})
         raise CsvFileError(
-            f"{csv_path.name}: column {column!r} matches no field of intake bot(s) "
+            f"{csv_path.name}: column {shown_name(column)} matches no field of intake bot(s) "
             f"{', '.join(form.bot_id for form in known)} (fields: {', '.join(fields)}); "
             "nothing was sent (use --ignore-unknown-columns to skip it)"
         )

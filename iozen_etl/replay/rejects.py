@@ -1,6 +1,9 @@
 """The rejects CSV: the rows that need a person, beside the input, with ``_row`` and ``_reason``.
 
-The cells are written as they were read, so a corrected rejects file can be replayed as it is.
+The cells are written as they were read, except that a cell a spreadsheet would run as a
+formula gets a ``'`` in front (``formulas``), which the reader removes again: a corrected rejects
+file can be replayed as it is. Replaying a rejects file gives a rejects file with the new
+``_row`` and ``_reason`` in place of the old ones.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from iozen_etl.replay.csvfile import REJECTS_COLUMNS, CsvRow
+from iozen_etl.replay.formulas import escape_cell
 
 REJECTS_SUFFIX = ".rejects.csv"
 
@@ -27,6 +31,8 @@ class RejectsFile:
         self.path = rejects_path_for(csv_path)
         self._tmp = self.path.with_name(self.path.name + ".tmp")
         self._header = header
+        # An input that is itself a rejects file has its own _row and _reason; they are replaced.
+        self._kept = [i for i, name in enumerate(header) if name not in REJECTS_COLUMNS]
         self._handle: IO[str] | None = None
         self._writer: Any = None
         self.written = False
@@ -37,8 +43,13 @@ class RejectsFile:
             self._writer = csv.writer(self._handle)
             # _row and _reason first: the reason is what a person reads first, and extra cells
             # of an over-long row stay at the end instead of landing under these columns.
-            self._writer.writerow([*REJECTS_COLUMNS, *self._header])
-        self._writer.writerow([row.number, reason, *row.cells])
+            self._write([*REJECTS_COLUMNS, *(self._header[i] for i in self._kept)])
+        cells = row.cells
+        kept = [cells[i] for i in self._kept if i < len(cells)]
+        self._write([str(row.number), reason, *kept, *cells[len(self._header) :]])
+
+    def _write(self, cells: list[str]) -> None:
+        self._writer.writerow([escape_cell(cell) for cell in cells])
 
     def finish(self) -> None:
         if self._handle is not None:

@@ -146,9 +146,12 @@ def row_cells(
         for position, name in enumerate(header)
         if name not in dropped
     }
-    if len(cells) > len(header) and any(cell.strip() for cell in cells[len(header) :]):
+    beyond = [i for i in range(len(header), len(cells)) if cells[i].strip()]
+    if beyond:
         return by_name, Problem(
-            None, f"row has {len(cells)} cells but the header has {len(header)} columns"
+            None,
+            f"row has {len(cells)} cells but the header has {len(header)} columns "
+            f"(column {beyond[0] + 1} has a value and no name)",
         )
     return by_name, None
 
@@ -180,8 +183,14 @@ def prepare_row(
     body = submission_body(data, status, is_test)
     size = body_size(body)
     if size > MAX_BODY_BYTES:
-        too_large = f"request body is {size:,} bytes; the API accepts at most {MAX_BODY_BYTES:,}"
-        return _reject(bot_id, cells, Problem(None, too_large))
+        # Named by its largest answer: that is the cell to cut.
+        sizes = {name: body_size({name: value}) for name, value in data.items()}
+        largest = max(sizes, key=lambda name: sizes[name])
+        too_large = (
+            f"request body is {size:,} bytes; the API accepts at most {MAX_BODY_BYTES:,} "
+            f"(this answer alone takes {sizes[largest]:,})"
+        )
+        return _reject(bot_id, cells, Problem(largest, too_large))
     sha = content_sha256(bot_id, body)
     return Prepared(bot_id, data, status, is_test, given_key or derived_key(sha), sha, size)
 

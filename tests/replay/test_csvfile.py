@@ -36,7 +36,7 @@ def test_rows_are_numbered_as_a_spreadsheet_shows_them(tmp_path: Path) -> None:
         (b"", "the file is empty"),
         (b"name,,email\n", "header column 2 has no name"),
         (b"name,email,name\n", "column 'name' appears twice"),
-        (b"name\nok\n\xff\xfe\n", "line 3 is not valid UTF-8 \\(byte 0xff at column 1\\)"),
+        (b"name\nok\n\xff\xfe\n", r"row 3, column 1 \('name'\): byte 0xff \(line 3, byte 1\)"),
     ],
 )
 def test_a_file_that_cannot_be_read_says_why(tmp_path: Path, data: bytes, message: str) -> None:

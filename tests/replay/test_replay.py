@@ -103,7 +103,7 @@ def test_bad_rows_of_every_kind_are_rejected_and_the_good_ones_created(world: Re
         10: ("_is_test", "not a boolean"),
         11: ("_idempotency_key", "printable ASCII"),
         12: ("email", "not an email address"),
-        13: (None, "the API accepts at most 1,048,576"),
+        13: ("welcome_note", "the API accepts at most 1,048,576"),
         14: (None, "same bot and answers as row 2"),
         16: (None, "row has 12 cells but the header has 11 columns"),
     }
