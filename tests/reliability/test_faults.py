@@ -98,7 +98,7 @@ def test_syncs_under_each_fault_equal_the_truth(
     for seed in range(iterations(2, 10, long_run=long_run)):
         sandbox = Sandbox(
             SandboxConfig(
-                seed=seed, bots=6, submissions_per_bot=80, faults=FaultSpec.parse(FAULTS[kind])
+                seed=seed, bots=5, submissions_per_bot=60, faults=FaultSpec.parse(FAULTS[kind])
             )
         )
         paths = DataPaths(tmp_path / f"seed-{seed}")
