@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+from pydantic import Field
 
 from iozen_etl.api import IozenClient, RetryPolicy
 from iozen_etl.settings import DataPaths, base_url_from_env, in_progress_refresh_limit_from_env
@@ -20,7 +21,9 @@ from iozen_etl.settings import DataPaths, base_url_from_env, in_progress_refresh
 class IozenApiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """The ioZen API v1: base URL and key; vends a client that shares the key's rate budget."""
 
-    api_key: str
+    # Resolved at run time to the key itself: pydantic's repr and str would print it (a log line
+    # or an error that shows the resource), so both leave it out.
+    api_key: str = Field(repr=False)
     # None: IOZEN_BASE_URL at run time, else https://app.iozen.ai/api/v1.
     base_url: str | None = None
     # The most one request may spend waiting on retries before the sync stops, keeping every

@@ -7,6 +7,7 @@ import pytest
 from tests.support.reliability import Ledger
 
 LEDGER = Ledger()
+SECRETS_MODULE = "test_secrets.py"
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +19,15 @@ def ledger() -> Ledger:
 def long_run(request: pytest.FixtureRequest) -> bool:
     """True with ``pytest --long``: the seeded loops go round many more times."""
     return bool(request.config.getoption("--long"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The secrets check reads what every other test left behind, so its module runs last; the
+    rest keep their order."""
+    last = [item for item in items if item.path.name == SECRETS_MODULE]
+    if last:
+        items[:] = [item for item in items if item.path.name != SECRETS_MODULE] + last
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
