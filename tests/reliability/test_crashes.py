@@ -48,6 +48,7 @@ from tests.support.crashes import (
     open_published,
     record_rows,
     replayed_rows,
+    requests_after,
     wait_for,
 )
 from tests.support.csv import HEADER, onboarding_rows, write_csv
@@ -186,7 +187,7 @@ def test_loads_killed_at_random_moments_and_in_their_publication(
         if rng.random() < 0.5:
             # Inside the publication: from when this load's staged copy of the snapshot exists.
             wait_for(child, staged, CHILD_TIMEOUT_S)
-            time.sleep(rng.uniform(0, publish_span))
+            time.sleep(rng.uniform(0, publish_span / 2))
         else:
             time.sleep(rng.uniform(0, load_span))
         # Staged and not renamed into place yet: the kill lands inside the publication.
@@ -251,7 +252,7 @@ def test_replays_killed_at_random_moments_create_each_row_once(
         before = sandbox.request_count()
         child = replay(csv_path, tmp_path / f"replay-{attempt}.out", real)
         # Moments count from the child's first request: the command's start-up is long.
-        wait_for(child, lambda n=before: sandbox.request_count() > n, CHILD_TIMEOUT_S)
+        wait_for(child, requests_after(sandbox, before), CHILD_TIMEOUT_S)
         time.sleep(rng.uniform(0, REPLAY_SPAN_S))
         if child.kill():
             kills.killed["replay command" if real else "replay"] += 1

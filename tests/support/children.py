@@ -152,9 +152,9 @@ def iozen_etl(command: str, args: list[str], env: dict[str, str], output: Path) 
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    command = Command(popen, output)
-    _commands.append(command)
-    return command
+    started = Command(popen, output)
+    _commands.append(started)
+    return started
 
 
 _commands: list[Command] = []

@@ -71,6 +71,11 @@ def appears(path: Path) -> Callable[[], bool]:
     return now
 
 
+def requests_after(sandbox: Sandbox, count: int) -> Callable[[], bool]:
+    """A moment: the sandbox has had more than ``count`` requests."""
+    return lambda: sandbox.request_count() > count
+
+
 def kill_when(child: Child | Command, moment: Callable[[], bool], timeout: float) -> bool:
     """SIGKILL the child as soon as ``moment()`` holds (or once it has ended); True if the
     kill is what ended it."""
