@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import duckdb
+
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse.load import rebuild_warehouse
 from iozen_etl.warehouse.publish import WarehouseBusy
@@ -22,8 +24,11 @@ def run(args: argparse.Namespace) -> int:
     paths = DataPaths.from_env()
     try:
         report = rebuild_warehouse(paths, wait=not args.no_wait)
-    except WarehouseBusy as error:
-        print(f"iozen-etl rebuild: {error}", file=sys.stderr)
+    except (WarehouseBusy, OSError, duckdb.Error) as error:
+        # Busy, or a file that could not be written (DuckDB's errors name theirs): the
+        # published snapshot is the one before, and a rebuild run again starts over.
+        first_line = str(error).strip().partition("\n")[0]
+        print(f"iozen-etl rebuild: {first_line}", file=sys.stderr)
         return 1
     loaded = sum(report.files_loaded.values())
     print(f"rebuilt {paths.published_db} from {loaded} Parquet files in {report.seconds['total']}s")

@@ -1,7 +1,8 @@
 """``iozen-etl replay FILE.csv --bot ID``: replay one CSV file as idempotent submission POSTs.
 
 Exit status: 0 every row is created (now or earlier); 1 the replay stopped early (plan limit,
-key refused, API unreachable) with the rest left pending, or the API failed before any row;
+key refused, API unreachable, the state or rejects file could not be written) with the rest
+left pending, or the API failed before any row;
 2 the file or the command line is unusable and nothing was sent; 3 the file was worked through
 but some rows need a person (rejected, conflict, held, pending).
 """
@@ -104,6 +105,12 @@ def run(args: argparse.Namespace) -> int:
     except IozenError as exc:
         progress.finish()
         _say(str(exc))
+        return 1
+    except OSError as exc:
+        # The data directory or the rejects file could not be written (disk full, read-only):
+        # every row recorded so far is kept, and a re-run goes on from there.
+        progress.finish()
+        _say(f"stopped: {exc}; rows not recorded as created are sent again by the next run")
         return 1
     progress.finish()
     _print_report(report)

@@ -163,8 +163,11 @@ def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data is not None:
             error = event.step_failure_data.error
-            # Dagster wraps the asset's own exception; its message is the useful one.
-            while error is not None and error.cause is not None:
+            # Dagster wraps the asset's own exception; its message is the useful one. Its own
+            # causes are not: an error that names the file it could not write has the bare
+            # OSError or SQLite error as its cause, and an error from the warehouse child has
+            # that child's traceback.
+            while error is not None and error.cls_name.startswith("Dagster") and error.cause:
                 error = error.cause
             message = error.message.strip().splitlines()[0] if error else "step failed"
             return f"{event.step_key}: {message}"

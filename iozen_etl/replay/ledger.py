@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,6 +47,15 @@ _COLUMNS = (
     "attempts, first_attempt_at, last_attempt_at, in_doubt_since, content_sha256, wire_key, "
     "reason, updated_at"
 )
+
+
+@contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """SQLite's errors name no file ("disk I/O error"): say it is the state file."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise OSError(f"state file {path}: {error}") from error
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,7 @@ class Ledger:
 
     def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.read_only = read_only
+        self._path = path
         self._conn: sqlite3.Connection | None
         if read_only:
             # A dry run must not even create the state file.
@@ -97,13 +109,19 @@ class Ledger:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        conn.execute("pragma journal_mode=wal")
-        # NORMAL in WAL mode: a commit survives a killed process, which is the crash the
-        # ledger guards against. FULL would fsync twice per row and, on a busy disk, cost far
-        # more than the POST; a power cut may lose the last few commits, and those rows are
-        # simply sent again with the same key, which the server answers with the original.
-        conn.execute("pragma synchronous=normal")
-        conn.executescript(_DDL)
+        try:
+            with _naming(path):
+                conn.execute("pragma journal_mode=wal")
+                # NORMAL in WAL mode: a commit survives a killed process, which is the crash
+                # the ledger guards against. FULL would fsync twice per row and, on a busy
+                # disk, cost far more than the POST; a power cut may lose the last few commits,
+                # and those rows are simply sent again with the same key, which the server
+                # answers with the original.
+                conn.execute("pragma synchronous=normal")
+                conn.executescript(_DDL)
+        except BaseException:
+            conn.close()
+            raise
         self._conn = conn
 
     @staticmethod
@@ -252,7 +270,8 @@ class Ledger:
         if self._conn is None or self.read_only:
             raise RuntimeError("the ledger was opened read-only (dry run)")
         # Autocommit (isolation_level=None): each statement is its own committed transaction.
-        self._conn.execute(sql, params)
+        with _naming(self._path):
+            self._conn.execute(sql, params)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,24 +40,26 @@ class RejectsFile:
         self.written = False
 
     def add(self, row: CsvRow, reason: str) -> None:
-        if self._handle is None:
-            self._handle = self._tmp.open("w", encoding="utf-8", newline="")
-            self._writer = csv.writer(self._handle)
-            # _row and _reason first: the reason is what a person reads first, and extra cells
-            # of an over-long row stay at the end instead of landing under these columns.
-            self._write([*REJECTS_COLUMNS, *(self._header[i] for i in self._kept)])
-        cells = row.cells
-        kept = [cells[i] for i in self._kept if i < len(cells)]
-        self._write([str(row.number), reason, *kept, *cells[len(self._header) :]])
+        with self._naming_the_file():
+            if self._handle is None:
+                self._handle = self._tmp.open("w", encoding="utf-8", newline="")
+                self._writer = csv.writer(self._handle)
+                # _row and _reason first: the reason is what a person reads first, and extra
+                # cells of an over-long row stay at the end instead of landing under these.
+                self._write([*REJECTS_COLUMNS, *(self._header[i] for i in self._kept)])
+            cells = row.cells
+            kept = [cells[i] for i in self._kept if i < len(cells)]
+            self._write([str(row.number), reason, *kept, *cells[len(self._header) :]])
 
     def _write(self, cells: list[str]) -> None:
         self._writer.writerow([escape_cell(cell) for cell in cells])
 
     def finish(self) -> None:
         if self._handle is not None:
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._handle.close()
+            with self._naming_the_file():
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+                self._handle.close()
             self._handle = None
             os.replace(self._tmp, self.path)
             self.written = True
@@ -65,6 +69,19 @@ class RejectsFile:
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            # Flushing what is buffered fails as the write before it did (disk full), and the
+            # temporary file goes either way.
+            with suppress(OSError):
+                handle.close()
             self._tmp.unlink(missing_ok=True)
+
+    @contextmanager
+    def _naming_the_file(self) -> Iterator[None]:
+        """A write to a file object names no file ("No space left on device"): name it."""
+        try:
+            yield
+        except OSError as error:
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, error.strerror, str(self.path)) from error

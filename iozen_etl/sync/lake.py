@@ -129,6 +129,10 @@ class Lake:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
+        except OSError as error:
+            # os.write and os.fsync name no file (a full disk says only "No space left"): the
+            # error that reaches the user must say which one.
+            raise OSError(error.errno, error.strerror, str(tmp)) from error
         finally:
             os.close(fd)
 

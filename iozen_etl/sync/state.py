@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS in_progress (
 """
 
 
+class StateFileError(OSError):
+    """The state file could not be read or written (disk full, file too large, I/O error):
+    the message names the file. An OSError, as any other failure of storage is."""
+
+
 @dataclass(frozen=True)
 class StreamState:
     stream: str
@@ -154,14 +159,19 @@ class StateStore:
         self._now = now
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=10000")
-        self._db.executescript(_SCHEMA)
-        for table, column, kind in _ADDED_COLUMNS:
-            columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        try:
+            with self._naming_the_file():
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA busy_timeout=10000")
+                self._db.executescript(_SCHEMA)
+                for table, column, kind in _ADDED_COLUMNS:
+                    info = self._db.execute(f"PRAGMA table_info({table})")
+                    if column not in {row[1] for row in info}:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        except BaseException:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -174,20 +184,31 @@ class StateStore:
         self.close()
 
     @contextmanager
+    def _naming_the_file(self) -> Iterator[None]:
+        """SQLite's errors name no file ("disk I/O error"): say it is this state file."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise StateFileError(f"state file {self.path}: {error}") from error
+
+    @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._naming_the_file():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A COMMIT that could not write leaves the transaction open; the next one on
+                # this connection must not start inside it.
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     # -- sync_state -----------------------------------------------------------------------
 
     def get(self, stream: str, intake_bot_id: str = "") -> StreamState | None:
-        with self._lock:
+        with self._lock, self._naming_the_file():
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM sync_state WHERE stream = ? AND intake_bot_id = ?",
                 (stream, intake_bot_id),
@@ -195,7 +216,7 @@ class StateStore:
         return StreamState(*row) if row else None
 
     def all(self, stream: str) -> dict[str, StreamState]:
-        with self._lock:
+        with self._lock, self._naming_the_file():
             rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM sync_state WHERE stream = ?", (stream,)
             ).fetchall()
@@ -402,7 +423,7 @@ class StateStore:
     def in_progress_oldest_checks(self) -> dict[str, tuple[int, str]]:
         """Per bot holding IN_PROGRESS submissions: (how many, when the least recently checked
         of them was read)."""
-        with self._lock:
+        with self._lock, self._naming_the_file():
             rows = self._db.execute(
                 "SELECT intake_bot_id, count(*), min(checked_at) FROM in_progress "
                 "GROUP BY intake_bot_id"
@@ -412,7 +433,7 @@ class StateStore:
     def in_progress_pages(self, intake_bot_id: str) -> list[TrackedPage]:
         """Where the bot's IN_PROGRESS submissions were read: each page start with the
         submissions before it (known positions only), and how many of them it holds."""
-        with self._lock:
+        with self._lock, self._naming_the_file():
             rows = self._db.execute(
                 "SELECT page_start, page_position, count(*) FROM in_progress "
                 "WHERE intake_bot_id = ? AND page_position IS NOT NULL "
@@ -426,7 +447,7 @@ class StateStore:
     ) -> dict[str, tuple[str, str | None, int | None]]:
         """Every IN_PROGRESS submission of the bot: id -> (stored updated_at, data digest,
         submissions before the page start it was read from)."""
-        with self._lock:
+        with self._lock, self._naming_the_file():
             rows = self._db.execute(
                 "SELECT submission_id, updated_at, data_digest, page_position FROM in_progress "
                 "WHERE intake_bot_id = ?",
@@ -437,7 +458,7 @@ class StateStore:
     def in_progress(self, intake_bot_id: str, limit: int) -> list[InProgress]:
         """Up to ``limit`` (submission id, stored updated_at, stored data digest) of the bot,
         least recently checked first."""
-        with self._lock:
+        with self._lock, self._naming_the_file():
             rows = self._db.execute(
                 "SELECT submission_id, updated_at, data_digest FROM in_progress "
                 "WHERE intake_bot_id = ? ORDER BY checked_at, submission_id LIMIT ?",

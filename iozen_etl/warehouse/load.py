@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,7 +271,11 @@ def _load(
             with _timed(seconds, "commit"):
                 con.execute("commit")  # and checkpoint (WRITER_SETTINGS)
         except BaseException:
-            con.execute("rollback")
+            # A write that failed (disk full, file too large) invalidates the database, and
+            # the rollback then fails too: the first error, which names the file, is the one
+            # to raise. The transaction is not committed either way.
+            with suppress(duckdb.Error):
+                con.execute("rollback")
             raise
         facts = table_facts(con)
         with _timed(seconds, "checkpoint"):

@@ -303,6 +303,13 @@ def publish_copy(writer_db: Path, published_db: Path) -> Publication:
                 method, written = "copy", stage_copy(source_fd, staging)
             else:
                 method, written = "spare", rewritten
+    except BaseException as error:
+        # Never leave a half-written copy beside the snapshot; the writer file keeps the load.
+        staging.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            # copy_file_range, pwrite and fsync name no file ("File too large"): name it.
+            raise OSError(error.errno, error.strerror, str(staging)) from error
+        raise
     finally:
         os.close(source_fd)
     os.chmod(staging, 0o444)  # an analyst's read-write open fails instead of writing a WAL
