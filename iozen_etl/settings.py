@@ -56,6 +56,11 @@ class DataPaths:
         return self.root / "state.sqlite"
 
     @property
+    def sync_lock(self) -> Path:
+        """Held by the one sync of this data directory at a time (``sync/lock.py``)."""
+        return self.root / "sync.lock"
+
+    @property
     def writer_db(self) -> Path:
         """The warehouse's private read-write DuckDB file; only the load opens it."""
         return self.root / "warehouse" / "iozen_write.duckdb"

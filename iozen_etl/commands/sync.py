@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from iozen_etl.settings import API_KEY_ENV
+from iozen_etl.settings import API_KEY_ENV, DataPaths
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     # Dagster is imported here, not at the top: other sub-commands should start fast.
     from iozen_etl.definitions import defs
     from iozen_etl.pipeline.launch import format_summary, open_instance, run_sync
+    from iozen_etl.sync.lock import sync_lock
 
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -46,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
     progress.addHandler(logging.StreamHandler(sys.stderr))
     progress.propagate = False
 
-    with open_instance() as instance:
+    # A second sync of the same data directory waits for the first, then runs (it finds little
+    # left to do). Taken before the instance is opened: two processes creating a new Dagster
+    # instance's storage at once fail on it.
+    with (
+        sync_lock(DataPaths.from_env().sync_lock, waiting=say),
+        open_instance() as instance,
+    ):
         outcome = run_sync(defs, instance, bots=args.bot, full_refresh=args.full_refresh, say=say)
     print(format_summary(outcome.metadata))
     if not outcome.success:

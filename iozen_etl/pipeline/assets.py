@@ -41,6 +41,7 @@ from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.bots import sync_bots
 from iozen_etl.sync.lake import Lake
+from iozen_etl.sync.lock import sync_lock
 from iozen_etl.sync.reports import SubmissionsReport
 from iozen_etl.sync.state import StateStore
 from iozen_etl.sync.submissions import sync_submissions
@@ -75,17 +76,20 @@ def intake_bots(
     in the state file for this run's ``submissions`` step.
     """
     paths = data_dir.paths
-    with iozen_api.client() as client, StateStore(paths.state_db) as state:
-        report = sync_bots(client, Lake(paths.parquet), state)
-        if report.stopped_by_wait_ceiling:
-            raise _stop_at_ceiling(context, report.wait_ceiling_error)
-        state.save_listing(context.run.run_id, report.bots)
-    keys = context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
-    known = {bot_id_of(key) for key in keys}
-    # A renamed bot keeps the key it was discovered under; its partitions' metadata name it.
-    new = [bot_partition_key(bot.id, bot.name) for bot in report.bots if bot.id not in known]
-    if new:
-        context.instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, new)
+    # Registering new bots is inside the lock too: Dagster refuses a key another sync has just
+    # added, failing the run.
+    with sync_lock(paths.sync_lock, waiting=context.log.info):
+        with iozen_api.client() as client, StateStore(paths.state_db) as state:
+            report = sync_bots(client, Lake(paths.parquet), state)
+            if report.stopped_by_wait_ceiling:
+                raise _stop_at_ceiling(context, report.wait_ceiling_error)
+            state.save_listing(context.run.run_id, report.bots)
+        keys = context.instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
+        known = {bot_id_of(key) for key in keys}
+        # A renamed bot keeps the key it was discovered under; its partitions' metadata name it.
+        new = [bot_partition_key(bot.id, bot.name) for bot in report.bots if bot.id not in known]
+        if new:
+            context.instance.add_dynamic_partitions(BOT_PARTITIONS_NAME, new)
     return dg.MaterializeResult(metadata=bots_metadata(report, new_partitions=len(new)))
 
 
@@ -95,7 +99,11 @@ def webhooks(
 ) -> dg.MaterializeResult[Any]:
     """Registered webhook endpoints (never their secrets); skipped when the plan has none."""
     paths = data_dir.paths
-    with iozen_api.client() as client, StateStore(paths.state_db) as state:
+    with (
+        sync_lock(paths.sync_lock, waiting=context.log.info),
+        iozen_api.client() as client,
+        StateStore(paths.state_db) as state,
+    ):
         try:
             report = sync_webhooks(client, Lake(paths.parquet), state)
         except WaitCeilingReached as error:
@@ -159,7 +167,11 @@ def _sync_run_bots(
     """Sync the run's bots, from the listing this run's ``intake_bots`` step kept (none: list
     anew)."""
     lake = Lake(paths.parquet)
-    with iozen_api.client() as client, StateStore(paths.state_db) as state:
+    with (
+        sync_lock(paths.sync_lock, waiting=context.log.info),
+        iozen_api.client() as client,
+        StateStore(paths.state_db) as state,
+    ):
         return sync_submissions(
             client,
             lake,
