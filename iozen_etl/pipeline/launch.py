@@ -167,7 +167,9 @@ def _failure_reason(result: dg.ExecuteInProcessResult) -> str:
             # causes are not: an error that names the file it could not write has the bare
             # OSError or SQLite error as its cause, and an error from the warehouse child has
             # that child's traceback.
-            while error is not None and error.cls_name.startswith("Dagster") and error.cause:
+            while (
+                error is not None and (error.cls_name or "").startswith("Dagster") and error.cause
+            ):
                 error = error.cause
             message = error.message.strip().splitlines()[0] if error else "step failed"
             return f"{event.step_key}: {message}"
