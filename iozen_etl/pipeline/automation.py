@@ -24,12 +24,16 @@ from iozen_etl.replay import inbox_files
 from iozen_etl.resources import DataDirResource
 from iozen_etl.settings import DataPaths, reconcile_cron_from_env, sync_cron_from_env
 from iozen_etl.sync.state import SCHEMA_STREAM, StateStore
+from iozen_etl.warehouse import files_owed
 
 # An inbox file is replayed once it has not changed for this long (a copy may still be running).
 INBOX_SETTLE_S = 10.0
 # A sync that changed nothing loads nothing; the warehouse is still loaded this often after a
 # sync, so its sync_freshness check and freshness policy (warn at one hour) stay green.
 WAREHOUSE_HEARTBEAT_S = 30 * 60
+# A failed load is tried again after this long (a full disk, a fault that lasts: one failed run
+# per interval, not one per sensor tick).
+LOAD_RETRY_S = 5 * 60
 # Extract events read at a time, newest first, looking for one that wrote files.
 EVENTS_PER_FETCH = 100
 
@@ -168,15 +172,20 @@ def new_bots_sensor(
         "and at least every 30 minutes so its freshness says when the API was last read."
     ),
 )
-def warehouse_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    return warehouse_load_request(context.instance, now=time.time())
+def warehouse_sensor(
+    context: dg.SensorEvaluationContext, data_dir: DataDirResource
+) -> dg.RunRequest | dg.SkipReason:
+    return warehouse_load_request(context.instance, data_dir.paths, now=time.time())
 
 
 def warehouse_load_request(
-    instance: dg.DagsterInstance, *, now: float
+    instance: dg.DagsterInstance, paths: DataPaths, *, now: float
 ) -> dg.RunRequest | dg.SkipReason:
-    """A load after new lake files, or after a sync once the last load is older than the
-    heartbeat (``now`` in Unix seconds)."""
+    """A load after new lake files, again after a failed load, or after a sync once the last
+    load is older than the heartbeat (``now`` in Unix seconds)."""
+    retry = _retry_of_failed_load(instance, paths, now=now)
+    if retry is not None:
+        return retry
     last_load = instance.fetch_materializations(warehouse.key, limit=1).records
     after = last_load[0].storage_id if last_load else None
     written = newest_lake_files_event(instance, after)
@@ -188,6 +197,23 @@ def warehouse_load_request(
         if extracted and extracted[0].storage_id > (after or 0):
             return dg.RunRequest(run_key=f"heartbeat-after:{extracted[0].storage_id}")
     return dg.SkipReason("no new Parquet files since the last load")
+
+
+def _retry_of_failed_load(
+    instance: dg.DagsterInstance, paths: DataPaths, *, now: float
+) -> dg.RunRequest | None:
+    """A new load once the last one failed, while the lake still holds files it left out.
+
+    The failed run spent its run key: asked again under that key, Dagster would skip the
+    request, and the published warehouse would wait for a sync that writes new files.
+    """
+    records = instance.get_run_records(dg.RunsFilter(job_name=load_job.name), limit=1)
+    if not records or records[0].dagster_run.status != dg.DagsterRunStatus.FAILURE:
+        return None
+    ended = records[0].end_time
+    if ended is None or now - ended < LOAD_RETRY_S or not files_owed(paths):
+        return None
+    return dg.RunRequest(run_key=f"retry-after:{records[0].dagster_run.run_id}")
 
 
 def newest_lake_files_event(instance: dg.DagsterInstance, after: int | None) -> int | None:

@@ -23,6 +23,7 @@ from iozen_etl.pipeline.partitions import (
 from iozen_etl.pipeline.reporting import RUN_PREFIX, lake_files_written
 from iozen_etl.resources import DataDirResource
 from iozen_etl.settings import DataPaths
+from iozen_etl.warehouse import files_owed
 
 
 @dataclass
@@ -59,7 +60,8 @@ def run_sync(
     say: Callable[[str], None] = print,
 ) -> SyncOutcome:
     """Discover bots, sync the chosen ones (all by default), then load the warehouse when the
-    runs wrote new Parquet files (or there is no warehouse yet)."""
+    runs wrote new Parquet files, or an earlier load left files out, or there is no warehouse
+    yet."""
     outcome = _sync(defs, instance, bots=bots, full_refresh=full_refresh, say=say)
     if outcome.runs == 0:
         return outcome
@@ -67,9 +69,12 @@ def run_sync(
     paths = data_dir.paths if isinstance(data_dir, DataDirResource) else DataPaths.from_env()
     if outcome.lake_files_written or not paths.published_db.exists():
         say("loading the warehouse")
-        _execute(defs.resolve_job_def("load_job"), instance, outcome)
+    elif owed := files_owed(paths):
+        say(f"loading the warehouse ({owed} lake files an earlier load did not publish)")
     else:
         say("warehouse unchanged: the sync wrote no new files")
+        return outcome
+    _execute(defs.resolve_job_def("load_job"), instance, outcome)
     return outcome
 
 

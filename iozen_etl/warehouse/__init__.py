@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from iozen_etl.warehouse.checks import CheckResult, run_all_checks
-from iozen_etl.warehouse.load import load_warehouse, rebuild_warehouse
+from iozen_etl.warehouse.load import files_owed, load_warehouse, rebuild_warehouse
 from iozen_etl.warehouse.merge import TableCounts
 from iozen_etl.warehouse.publish import WarehouseBusy
 from iozen_etl.warehouse.query import (
@@ -26,6 +26,7 @@ __all__ = [
     "WarehouseBusy",
     "WarehouseMissing",
     "dataframe",
+    "files_owed",
     "format_table",
     "load_warehouse",
     "rebuild_warehouse",

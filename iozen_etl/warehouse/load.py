@@ -344,6 +344,29 @@ def load_warehouse(
         return _load(paths, "incremental", clock, sql_dir, batch_rows)
 
 
+def files_owed(paths: DataPaths) -> int:
+    """How many loadable lake files the published warehouse does not hold yet.
+
+    Nonzero after a load that failed or was killed: its files stayed out of the ledger, and a
+    later sync that writes nothing new must still load them (the caller decides to load by
+    this, not by what its own run wrote). Files whose footers fail their checks are not
+    counted: every load rejects them again, and they would make every sync load. No published
+    warehouse, or one that cannot be read, owes every file.
+    """
+    ledger: Mapping[str, tuple[int, int, int]] = {}
+    if paths.published_db.exists():
+        try:
+            con = duckdb.connect(str(paths.published_db), read_only=True)
+            try:
+                ledger = _read_ledger(con)
+            finally:
+                con.close()
+        except duckdb.Error:
+            ledger = {}
+    footers = FooterChecks(paths.parquet)
+    return sum(1 for f in list_lake(paths.parquet, ledger) if footers.check(f)[1] is None)
+
+
 def rebuild_warehouse(
     paths: DataPaths,
     *,

@@ -9,6 +9,7 @@ import dagster as dg
 
 from iozen_etl.definitions import defs
 from iozen_etl.pipeline.automation import (
+    LOAD_RETRY_S,
     WAREHOUSE_HEARTBEAT_S,
     inbox_sensor,
     incremental_sync_schedule,
@@ -25,6 +26,9 @@ from iozen_etl.pipeline.partitions import (
     SYNC_MODE_TAG,
 )
 from iozen_etl.resources import DataDirResource
+from iozen_etl.settings import DataPaths
+from tests.support.lake import bot_row, write_lake
+from tests.support.warehouse import fetch
 
 
 def test_definitions_load_with_the_flow_in_groups():
@@ -106,9 +110,12 @@ def test_new_bots_sensor_syncs_only_never_synced_bots(tmp_path, monkeypatch):
         assert {k.to_user_string() for k in request.asset_selection} == {"submissions"}
 
 
-def test_warehouse_sensor_loads_only_after_runs_that_wrote_files():
+def test_warehouse_sensor_loads_only_after_runs_that_wrote_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(tmp_path))  # an empty lake: no load owed
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, definitions=defs)
+        context = dg.build_sensor_context(
+            instance=instance, definitions=defs, resources={"data_dir": DataDirResource()}
+        )
         assert warehouse_sensor.evaluate_tick(context).run_requests == []
         # A sync step over bots that changed nothing: nothing to load.
         instance.report_runless_asset_event(
@@ -136,20 +143,48 @@ def test_warehouse_sensor_loads_only_after_runs_that_wrote_files():
         assert again.run_key != request.run_key
 
 
-def test_an_unchanged_workspace_still_loads_after_the_heartbeat():
+def test_an_unchanged_workspace_still_loads_after_the_heartbeat(tmp_path):
+    paths = DataPaths(tmp_path)
     with dg.instance_for_test() as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization(asset_key="warehouse"))
         now = time.time()
         later = now + WAREHOUSE_HEARTBEAT_S + 1
         # No sync since the load: nothing to say, however old the load.
-        assert isinstance(warehouse_load_request(instance, now=later), dg.SkipReason)
+        assert isinstance(warehouse_load_request(instance, paths, now=later), dg.SkipReason)
         # A sync that wrote nothing: no load now, one once the heartbeat has passed.
         instance.report_runless_asset_event(
             dg.AssetMaterialization(asset_key="webhooks", metadata={"lake_files_written": 0})
         )
-        assert isinstance(warehouse_load_request(instance, now=now), dg.SkipReason)
-        request = warehouse_load_request(instance, now=later)
+        assert isinstance(warehouse_load_request(instance, paths, now=now), dg.SkipReason)
+        request = warehouse_load_request(instance, paths, now=later)
         assert isinstance(request, dg.RunRequest) and request.run_key.startswith("heartbeat")
+
+
+def test_a_failed_load_is_tried_again_while_the_lake_holds_what_it_left_out(tmp_path):
+    paths = DataPaths(tmp_path)
+    write_lake(paths.parquet, "intake_bots", [bot_row("b1", "Intake", 0)])
+    # The warehouse folder is a file: the load cannot create its writer file and fails.
+    paths.writer_db.parent.write_text("")
+    load_job = defs.resolve_job_def("load_job")
+    resources = {"data_dir": DataDirResource(path=str(tmp_path))}
+    with dg.instance_for_test() as instance:
+        failed = load_job.execute_in_process(
+            instance=instance, resources=resources, raise_on_error=False
+        )
+        assert not failed.success
+        ended = instance.get_run_record_by_id(failed.run_id).end_time
+        # Not at once: a fault that lasts fails one run per interval, not one per tick.
+        soon = warehouse_load_request(instance, paths, now=ended + 1)
+        assert isinstance(soon, dg.SkipReason)
+        retry = warehouse_load_request(instance, paths, now=ended + LOAD_RETRY_S + 1)
+        assert isinstance(retry, dg.RunRequest)
+        assert retry.run_key == f"retry-after:{failed.run_id}"
+
+        paths.writer_db.parent.unlink()
+        assert load_job.execute_in_process(instance=instance, resources=resources).success
+        assert fetch(paths, "select id from intake_bots") == [("b1",)]
+        done = warehouse_load_request(instance, paths, now=time.time() + LOAD_RETRY_S + 1)
+        assert isinstance(done, dg.SkipReason)
 
 
 def test_inbox_sensor_replays_settled_files_once_each(tmp_path, monkeypatch):

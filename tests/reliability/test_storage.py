@@ -114,13 +114,24 @@ def test_sync_and_load_fail_cleanly_when_files_cannot_grow_and_the_next_run_is_e
             outcome, data_dir, ledger, limit=rebuild_limit, expected="DuckDB writer"
         )
         assert warehouse_submissions(paths) == published, "the published warehouse moved"
-    # One more submission, so that the run has a file to write and loads the warehouse (a run
-    # that writes none does not load: see the report's open point on a load that failed).
-    box.generate_submissions(box.bot_ids()[0], 1)
     final = run_command(["sync"], env)
     ledger.said([final.out, final.err])
     assert final.code == 0, final.err
     assert_lake_matches_truth(data_dir, box)
+    assert_warehouse_equals_truth(paths, box)
+    ledger.count(CATEGORY, "next runs exact")
+
+    # The load alone fails, after its sync committed the new pages: the next sync reads
+    # nothing new, and still loads what the failed load left out.
+    for bot_id in box.bot_ids():
+        box.generate_submissions(bot_id, rng.randint(20, 120))
+    (writer, limit), *_ = [fault for fault in sync_faults(rng, data_dir) if "DuckDB" in fault[0]]
+    failed = run_command(["sync"], env, limit=limit)
+    check_failed_cleanly(failed, data_dir, ledger, limit=limit, expected=writer)
+    caught_up = run_command(["sync"], env)
+    ledger.said([caught_up.out, caught_up.err])
+    assert caught_up.code == 0, caught_up.err
+    assert "an earlier load did not publish" in caught_up.err, caught_up.err
     assert_warehouse_equals_truth(paths, box)
     ledger.count(CATEGORY, "next runs exact")
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
-from iozen_etl.warehouse import TableCounts, load_warehouse, rebuild_warehouse
+from iozen_etl.warehouse import TableCounts, files_owed, load_warehouse, rebuild_warehouse
 from tests.support.lake import (
     answer_rows,
     bot_row,
@@ -220,6 +220,30 @@ def test_bad_files_are_named_and_the_rest_loads(paths: DataPaths) -> None:
     # Not ledgered: once fixed (rewritten), the file loads.
     write_lake(paths.parquet, "webhooks", [webhook_row("w1", 1)], stem="p0")
     assert load_warehouse(paths).tables["webhooks"] == TableCounts(inserted=1)
+
+
+def test_files_owed_counts_what_the_published_warehouse_lacks(paths: DataPaths) -> None:
+    _one_bot(paths)
+    assert files_owed(paths) == 1  # no warehouse yet: every file
+    load_warehouse(paths)
+    assert files_owed(paths) == 0
+    page = [submission_row("s1", "b1", 10, {"a": "x"})]
+    write_submissions(paths.parquet, page, bot_id="b1", stem="p0")
+    assert files_owed(paths) == 2
+    # A file no load can take is not owed: it would make every sync load for nothing.
+    (paths.parquet / "submissions" / "bot_id=b1" / "p1.parquet").write_bytes(b"PAR1 junk")
+    assert files_owed(paths) == 2
+    # The writer file alone moving on (a publication that failed) is still owed to readers.
+    published = paths.published_db.read_bytes()
+    load_warehouse(paths)
+    paths.published_db.write_bytes(published)
+    assert files_owed(paths) == 2
+    load_warehouse(paths)
+    assert files_owed(paths) == 0
+    assert _submissions(paths)["s1"][0] == "COMPLETED"
+    # A published file that cannot be read owes everything.
+    paths.published_db.write_bytes(b"not a database")
+    assert files_owed(paths) == 3
 
 
 def test_temporary_files_of_writers_are_ignored(paths: DataPaths) -> None:
