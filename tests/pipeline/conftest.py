@@ -20,7 +20,6 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServedWor
     monkeypatch.setenv("IOZEN_API_KEY", sandbox.api_key)
     monkeypatch.setenv("IOZEN_BASE_URL", server.base_url)
     monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)
     try:
         yield ServedWorld(sandbox, server, paths)
     finally:
