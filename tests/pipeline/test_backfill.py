@@ -45,6 +45,32 @@ def _resume_points(world) -> dict[str, str | None]:
     return dict(rows)
 
 
+def _backfill_from_the_ui(workspace, instance, partitions: list[str]) -> str:
+    """Launch a backfill of ``partitions`` as the UI does (GraphQL), and run the daemon's
+    iterations until it is done; returns its id."""
+    result = execute_dagster_graphql(
+        workspace.create_request_context(),
+        LAUNCH_BACKFILL,
+        {
+            "params": {
+                "partitionNames": partitions,
+                "assetSelection": [{"path": ["submissions"]}],
+                "tags": [{"key": "iozen/requested_by", "value": "test"}],
+            }
+        },
+    )
+    launched = result.data["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    backfill_id = launched["backfillId"]
+    logger = logging.getLogger("backfill-test")
+    for _ in range(20):
+        list(execute_backfill_iteration(workspace, logger))
+        if instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED:
+            break
+    assert instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
+    return str(backfill_id)
+
+
 # Dagster's GraphQL test helper leaves an event loop's shutdown coroutine un-awaited.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.slow
@@ -67,27 +93,7 @@ def test_ui_backfill_of_two_bots_rescans_only_them_and_keeps_resume_points(world
         live_before = _resume_points(world)
         lists_before = world.sandbox.request_count("submissions")
 
-        result = execute_dagster_graphql(
-            workspace.create_request_context(),
-            LAUNCH_BACKFILL,
-            {
-                "params": {
-                    "partitionNames": chosen,
-                    "assetSelection": [{"path": ["submissions"]}],
-                    "tags": [{"key": "iozen/requested_by", "value": "test"}],
-                }
-            },
-        )
-        launched = result.data["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        backfill_id = launched["backfillId"]
-        logger = logging.getLogger("backfill-test")
-        for _ in range(20):
-            list(execute_backfill_iteration(workspace, logger))
-            if instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED:
-                break
-        assert instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
-
+        backfill_id = _backfill_from_the_ui(workspace, instance, chosen)
         runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
         # Two non-adjacent bots: Dagster makes one run per contiguous stretch.
         assert len(runs) == 2

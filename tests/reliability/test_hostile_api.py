@@ -499,6 +499,67 @@ def failure_of(case_alias: str, bots: BotsReport, subs: SubmissionsReport) -> st
     return None
 
 
+def other_bots_wrong(
+    box: Sandbox, target: str, stored: Stored, subs: SubmissionsReport
+) -> list[str]:
+    """The bots other than the target that did not complete as the sandbox has them."""
+    others = [b for b in box.bot_ids() if b != target]
+    truth = {b: {s["id"]: served_facts(s, b) for s in box.truth_submissions(b)} for b in others}
+    names = {b["id"]: b["name"] for b in box.truth_bots()}
+    actions = {report.intake_bot_id: report.action for report in subs.bots}
+    return [
+        b
+        for b in others
+        if actions.get(b) != "synced"
+        or stored.submissions.get(b, {}) != truth[b]
+        or stored.bots.get(b) != names[b]
+        or stored.answers.get(b, set())
+        != {k for sid, f in truth[b].items() for k in answer_keys(sid, f[4])}
+    ]
+
+
+def check_target(
+    case: Case,
+    server: HostileServer,
+    stored: Stored,
+    subs: SubmissionsReport,
+    failure: str | None,
+    api_key: str,
+    ledger: Ledger,
+) -> None:
+    """What was stored of the target is what was served (all of it, unless it failed)."""
+    alias = server.alias
+    actions = {report.intake_bot_id: report.action for report in subs.bots}
+    target = stored.submissions.get(alias, {})
+    if case.fails:
+        assert failure is not None, f"{case.name}: the target did not fail"
+        for part in case.fails:
+            assert part in failure, f"{case.name}: {part!r} not in {failure!r}"
+        assert "iozen_live" not in failure and api_key not in failure
+        for sid, facts in target.items():
+            item = server.served[sid]
+            assert facts == served_facts(item, alias), f"{case.name}: {sid!r} not as served"
+        ledger.count(CATEGORY, "failed only their bot, named", 1)
+        return
+    assert failure is None, f"{case.name}: the target failed: {failure}"
+    assert actions.get(alias) == "synced"
+    served = {sid: served_facts(item, alias) for sid, item in server.served.items()}
+    different = {sid for sid in served if target.get(sid) != served[sid]}
+    assert set(target) == set(served), f"{case.name}: ids differ"
+    example = [(target.get(sid), served[sid]) for sid in sorted(different)[:1]]
+    assert not different, f"{case.name}: {len(different)} differ, e.g. {example!r}"
+    expected_answers = {k for sid, f in served.items() for k in answer_keys(sid, f[4])}
+    assert stored.answers.get(alias, set()) == expected_answers, f"{case.name}: answers differ"
+    assert server.bot is not None
+    # A bot's null name is read as "" (docs/decisions.md, part 2, "Client").
+    assert stored.bots.get(alias) == (server.bot["name"] or ""), f"{case.name}: bot name differs"
+    schema = server.bot.get("schema")
+    if isinstance(schema, dict):
+        names_served = [f["name"] for f in schema["fields"]]
+        assert stored.fields.get(alias) == names_served, f"{case.name}: schema differs"
+    ledger.count(CATEGORY, "stored faithfully", 1)
+
+
 def run_case(case: Case, seed: int, tmp_path: Path, ledger: Ledger) -> None:
     box = Sandbox(SandboxConfig(seed=seed, rate_limit=UNLIMITED, bots=3, submissions_per_bot=10))
     for bot_id in box.bot_ids():
@@ -523,19 +584,7 @@ def run_case(case: Case, seed: int, tmp_path: Path, ledger: Ledger) -> None:
     assert case.bot_id or case.bot or server.edited, "the case edited nothing"
 
     # Every other bot completed and is stored as the sandbox has it.
-    others = [b for b in box.bot_ids() if b != server.real]
-    truth = {b: {s["id"]: served_facts(s, b) for s in box.truth_submissions(b)} for b in others}
-    names = {b["id"]: b["name"] for b in box.truth_bots()}
-    actions = {report.intake_bot_id: report.action for report in subs.bots}
-    wrong = [
-        b
-        for b in others
-        if actions.get(b) != "synced"
-        or stored.submissions.get(b, {}) != truth[b]
-        or stored.bots.get(b) != names[b]
-        or stored.answers.get(b, set())
-        != {k for sid, f in truth[b].items() for k in answer_keys(sid, f[4])}
-    ]
+    wrong = other_bots_wrong(box, server.real, stored, subs)
     ledger.count(CATEGORY, "other bots wrong", len(wrong))
     outside = files_outside(tmp_path, data_dir, before) + sorted(
         set(tmp_path.parent.iterdir()) - neighbours
@@ -544,35 +593,7 @@ def run_case(case: Case, seed: int, tmp_path: Path, ledger: Ledger) -> None:
     assert not wrong, f"{case.name}: other bots wrong: {wrong} ({errors})"
     assert not outside, f"{case.name}: written outside the data dir: {outside[:3]}"
 
-    # What was stored of the target is what was served (all of it, unless it failed).
-    target = stored.submissions.get(alias, {})
-    if case.fails:
-        assert failure is not None, f"{case.name}: the target did not fail"
-        for part in case.fails:
-            assert part in failure, f"{case.name}: {part!r} not in {failure!r}"
-        assert "iozen_live" not in failure and box.api_key not in failure
-        for sid, facts in target.items():
-            item = server.served[sid]
-            assert facts == served_facts(item, alias), f"{case.name}: {sid!r} not as served"
-        ledger.count(CATEGORY, "failed only their bot, named", 1)
-        return
-    assert failure is None, f"{case.name}: the target failed: {failure}"
-    assert actions.get(alias) == "synced"
-    served = {sid: served_facts(item, alias) for sid, item in server.served.items()}
-    different = {sid for sid in served if target.get(sid) != served[sid]}
-    assert set(target) == set(served), f"{case.name}: ids differ"
-    example = [(target.get(sid), served[sid]) for sid in sorted(different)[:1]]
-    assert not different, f"{case.name}: {len(different)} differ, e.g. {example!r}"
-    expected_answers = {k for sid, f in served.items() for k in answer_keys(sid, f[4])}
-    assert stored.answers.get(alias, set()) == expected_answers, f"{case.name}: answers differ"
-    assert server.bot is not None
-    # A bot's null name is read as "" (docs/decisions.md, part 2, "Client").
-    assert stored.bots.get(alias) == (server.bot["name"] or ""), f"{case.name}: bot name differs"
-    schema = server.bot.get("schema")
-    if isinstance(schema, dict):
-        names_served = [f["name"] for f in schema["fields"]]
-        assert stored.fields.get(alias) == names_served, f"{case.name}: schema differs"
-    ledger.count(CATEGORY, "stored faithfully", 1)
+    check_target(case, server, stored, subs, failure, box.api_key, ledger)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])

@@ -52,61 +52,66 @@ def test_rows_already_created_from_another_file_are_not_sent_again(world: Replay
     assert len(world.created()) == 8
 
 
+MIXED_HEADER = (*HEADER, "_status", "_is_test", "_idempotency_key", "welcome_note")
+GOOD_ROW = ["Ann", "ann@example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "", ""]
+MIXED_ROWS = [
+    GOOD_ROW,  # row 2
+    ["Bob", "", "3", "2026-07-01", "low", "crm", "y", "", "", "", ""],  # required empty
+    ["Cy", "cy@example.com", "three", "2026-07-01", "low", "crm", "y", "", "", "", ""],
+    ["Di", "di@example.com", "3", "07/01/2026", "low", "crm", "y", "", "", "", ""],
+    ["Ed", "ed@example.com", "3", "2026-07-01", "urgent", "crm", "y", "", "", "", ""],
+    ["Flo", "flo@example.com", "3", "2026-07-01", "low", "crm|ftp", "y", "", "", "", ""],
+    ["Gus", "gus@example.com", "3", "2026-07-01", "low", "crm", "maybe", "", "", "", ""],
+    ["Hal", "hal@example.com", "3", "2026-07-01", "low", "crm", "y", "done", "", "", ""],
+    ["Ivy", "ivy@example.com", "3", "2026-07-01", "low", "crm", "y", "", "sure", "", ""],
+    ["Jo", "jo@example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "a key", ""],
+    ["Kim", "kim.example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "", ""],
+    ["Lu", "lu@example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "", "x" * 1_100_000],
+    GOOD_ROW,  # row 14: the same answers as row 2
+    [
+        "Mo",
+        "mo@example.com",
+        "4",
+        "2026-07-01",
+        "HIGH",
+        "API|crm",
+        "no",
+        "in progress",
+        "1",
+        "",
+        "",
+    ],
+    ["Ned", "ned@example.com", "5", "2026-07-01", "", "", "t", "", "", "", "", "extra"],
+]
+
+# Each bad row of MIXED_ROWS (by spreadsheet row) with the field and words of its reason.
+MIXED_EXPECTED = {
+    3: ("email", "required field is empty"),
+    4: ("team_size", "not a number"),
+    5: ("start_date", "use yyyy-mm-dd"),
+    6: ("priority", "not one of the options: low, medium, high"),
+    7: ("products", "not one of the options"),
+    8: ("consent", "not a boolean"),
+    9: ("_status", "must be one of IN_PROGRESS, COMPLETED"),
+    10: ("_is_test", "not a boolean"),
+    11: ("_idempotency_key", "printable ASCII"),
+    12: ("email", "not an email address"),
+    13: ("welcome_note", "the API accepts at most 1,048,576"),
+    14: (None, "same bot and answers as row 2"),
+    16: (None, "row has 12 cells but the header has 11 columns"),
+}
+
+
 def test_bad_rows_of_every_kind_are_rejected_and_the_good_ones_created(world: ReplayWorld) -> None:
-    header = (*HEADER, "_status", "_is_test", "_idempotency_key", "welcome_note")
-    good = ["Ann", "ann@example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "", ""]
-    rows = [
-        good,  # row 2
-        ["Bob", "", "3", "2026-07-01", "low", "crm", "y", "", "", "", ""],  # required empty
-        ["Cy", "cy@example.com", "three", "2026-07-01", "low", "crm", "y", "", "", "", ""],
-        ["Di", "di@example.com", "3", "07/01/2026", "low", "crm", "y", "", "", "", ""],
-        ["Ed", "ed@example.com", "3", "2026-07-01", "urgent", "crm", "y", "", "", "", ""],
-        ["Flo", "flo@example.com", "3", "2026-07-01", "low", "crm|ftp", "y", "", "", "", ""],
-        ["Gus", "gus@example.com", "3", "2026-07-01", "low", "crm", "maybe", "", "", "", ""],
-        ["Hal", "hal@example.com", "3", "2026-07-01", "low", "crm", "y", "done", "", "", ""],
-        ["Ivy", "ivy@example.com", "3", "2026-07-01", "low", "crm", "y", "", "sure", "", ""],
-        ["Jo", "jo@example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "a key", ""],
-        ["Kim", "kim.example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "", ""],
-        ["Lu", "lu@example.com", "3", "2026-07-01", "low", "crm", "y", "", "", "", "x" * 1_100_000],
-        good,  # row 14: the same answers as row 2
-        [
-            "Mo",
-            "mo@example.com",
-            "4",
-            "2026-07-01",
-            "HIGH",
-            "API|crm",
-            "no",
-            "in progress",
-            "1",
-            "",
-            "",
-        ],
-        ["Ned", "ned@example.com", "5", "2026-07-01", "", "", "t", "", "", "", "", "extra"],
-    ]
     # welcome_note is a long_text field added to the bot, so the column is known.
     world.sandbox.add_field(
         world.bot_id, {"name": "welcome_note", "label": "Note", "type": "long_text"}
     )
-    path = write_csv(world.tmp / "mixed.csv", header, rows)
+    path = write_csv(world.tmp / "mixed.csv", MIXED_HEADER, MIXED_ROWS)
     with world.client() as client:
         report = replay_csv(client, world.paths, path, bot_id=world.bot_id)
 
-    expected = {
-        3: ("email", "required field is empty"),
-        4: ("team_size", "not a number"),
-        5: ("start_date", "use yyyy-mm-dd"),
-        6: ("priority", "not one of the options: low, medium, high"),
-        7: ("products", "not one of the options"),
-        8: ("consent", "not a boolean"),
-        9: ("_status", "must be one of IN_PROGRESS, COMPLETED"),
-        10: ("_is_test", "not a boolean"),
-        11: ("_idempotency_key", "printable ASCII"),
-        12: ("email", "not an email address"),
-        13: ("welcome_note", "the API accepts at most 1,048,576"),
-        14: (None, "same bot and answers as row 2"),
-        16: (None, "row has 12 cells but the header has 11 columns"),
-    }
+    expected = MIXED_EXPECTED
     got = {p.row: (p.field, p.reason) for p in report.problems}
     assert set(got) == set(expected)
     for row, (field, reason) in expected.items():
