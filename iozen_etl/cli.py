@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("iozen_etl.commands.replay", "replay a CSV file as idempotent submission POSTs"),
     "sql": ("iozen_etl.commands.sql", "run a read-only SQL query on the warehouse"),
     "rebuild": ("iozen_etl.commands.rebuild", "recreate the warehouse from the lake"),
+    "webhooks": (
+        "iozen_etl.commands.webhooks",
+        "list, create and delete webhook endpoints; serve the receiver",
+    ),
     "demo": ("iozen_etl.commands.demo", "sandbox + sync + replay + an example query"),
 }
 

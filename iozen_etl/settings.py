@@ -28,6 +28,11 @@ DEFAULT_CONCURRENCY = 8
 # after which the warehouse's freshness policy warns too.
 MAX_SYNC_AGE_ENV = "IOZEN_MAX_SYNC_AGE_MINUTES"
 DEFAULT_MAX_SYNC_AGE_MINUTES = 60
+# The webhook receiver (`iozen-etl webhooks serve`): loopback unless told otherwise, since it
+# belongs behind an HTTPS reverse proxy; the endpoint's signing secret.
+WEBHOOK_SECRET_ENV = "IOZEN_WEBHOOK_SECRET"
+DEFAULT_RECEIVER_HOST = "127.0.0.1"
+DEFAULT_RECEIVER_PORT = 8787
 # The schedules' crons, read when the definitions load.
 SYNC_CRON_ENV = "IOZEN_SYNC_CRON"
 DEFAULT_SYNC_CRON = "*/15 * * * *"
@@ -69,6 +74,11 @@ class DataPaths:
     def published_db(self) -> Path:
         """The snapshot analysts open read-only; replaced atomically after each load."""
         return self.root / "iozen.duckdb"
+
+    @property
+    def webhook_events(self) -> Path:
+        """SQLite file of the events the webhook receiver kept, until the pipeline acts on them."""
+        return self.root / "webhook_events.sqlite"
 
     @property
     def inbox(self) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
@@ -90,7 +90,8 @@ class Webhook:
     consecutive_fails: int | None
     created_at: str
     updated_at: str
-    secret: str | None
+    # Left out of the repr: a logged or printed endpoint must not carry its signing secret.
+    secret: str | None = field(repr=False)
     extra: Mapping[str, Any]
 
     def __repr__(self) -> str:
