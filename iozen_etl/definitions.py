@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from iozen_etl.pipeline.assets import intake_bots, submissions, warehouse, webhooks
+from iozen_etl.pipeline.assets import (
+    intake_bots,
+    submission_events,
+    submissions,
+    warehouse,
+    webhooks,
+)
 from iozen_etl.pipeline.automation import (
+    events_job,
     inbox_sensor,
     incremental_sync_schedule,
     load_job,
@@ -19,6 +26,7 @@ from iozen_etl.pipeline.automation import (
     replay_job,
     sync_job,
     warehouse_sensor,
+    webhook_events_sensor,
 )
 from iozen_etl.pipeline.checks import WAREHOUSE_CHECKS
 from iozen_etl.pipeline.replay_assets import submission_replay
@@ -26,11 +34,11 @@ from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.settings import API_KEY_ENV
 
 defs = dg.Definitions(
-    assets=[intake_bots, webhooks, submissions, warehouse, submission_replay],
+    assets=[intake_bots, webhooks, submissions, submission_events, warehouse, submission_replay],
     asset_checks=WAREHOUSE_CHECKS,
-    jobs=[sync_job, load_job, replay_job],
+    jobs=[sync_job, load_job, events_job, replay_job],
     schedules=[incremental_sync_schedule, nightly_reconcile_schedule],
-    sensors=[new_bots_sensor, warehouse_sensor, inbox_sensor],
+    sensors=[new_bots_sensor, warehouse_sensor, webhook_events_sensor, inbox_sensor],
     # One process per run: the sync spreads its own work over threads (sharing one rate budget),
     # and runs are serialised by the pool anyway, so a process per step would only add start-up.
     executor=dg.in_process_executor,

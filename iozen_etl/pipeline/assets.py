@@ -6,6 +6,7 @@ warehouse load, and report facts as metadata. Counts only: answer values never r
 
 # No `from __future__ import annotations` here: Dagster reads the context and resource
 # annotations at definition time and needs real types, not strings.
+import time
 import warnings
 from collections.abc import Iterator
 from datetime import timedelta
@@ -31,15 +32,18 @@ from iozen_etl.pipeline.reporting import (
     bot_events,
     bots_metadata,
     bots_synced_check,
+    events_metadata,
     load_metadata,
     run_metadata,
     run_observation,
     webhooks_metadata,
 )
 from iozen_etl.pipeline.warehouse_process import run_in_child
+from iozen_etl.receiver import EventStore
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.bots import sync_bots
+from iozen_etl.sync.events import Event, apply_events
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.lock import sync_lock
 from iozen_etl.sync.reports import SubmissionsReport
@@ -49,6 +53,8 @@ from iozen_etl.sync.webhooks import sync_webhooks
 from iozen_etl.warehouse import load_warehouse
 
 POOL = "iozen"
+# Webhook events taken by one run: a burst becomes one run; a larger one, a few.
+EVENTS_PER_RUN = 5_000
 BOTS_SYNCED_CHECK = "bots_synced"
 # Seconds Dagster waits before retrying a step that stopped at the rate budget's wait ceiling:
 # a whole rate window, so the budget is full again when the step resumes.
@@ -241,12 +247,40 @@ def _fail_if_bots_failed(report: SubmissionsReport) -> None:
         )
 
 
+@dg.asset(group_name="extract", pool=POOL, kinds={"api", "parquet"})
+def submission_events(
+    context: dg.AssetExecutionContext, iozen_api: IozenApiResource, data_dir: DataDirResource
+) -> dg.MaterializeResult[Any]:
+    """The submissions and bots named by the webhook events the receiver kept, fetched by id.
+
+    Events are marked done once the files holding what they named are durable; the same run
+    then loads the warehouse. An event whose submission no longer exists is done; one whose
+    fetch failed waits for the next run.
+    """
+    paths = data_dir.paths
+    with EventStore(paths.webhook_events) as store:
+        kept = store.pending(EVENTS_PER_RUN)
+        events = [
+            Event(e.event_id, e.event_type, e.submission_id, e.intake_bot_id, e.payload)
+            for e in kept
+        ]
+        with iozen_api.client() as client:
+            report = apply_events(client, Lake(paths.parquet), events)
+        store.mark_done(report.done, now=time.time())
+        pending = store.newest_pending()
+    for line in report.errors:
+        context.log.warning(line)
+    return dg.MaterializeResult(
+        metadata=events_metadata(report, pending_after=pending[0] if pending else 0)
+    )
+
+
 # Loaded in a run of its own (the warehouse sensor, or ``iozen-etl sync`` after its sync run):
 # ``submissions`` yields no output, so a step after it in the same run would be skipped.
 @dg.asset(
     group_name="warehouse",
     pool=POOL,
-    deps=[intake_bots, webhooks, submissions],
+    deps=[intake_bots, webhooks, submissions, submission_events],
     kinds={"duckdb"},
     freshness_policy=dg.FreshnessPolicy.time_window(
         fail_window=timedelta(hours=2), warn_window=timedelta(hours=1)

@@ -8,7 +8,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from iozen_etl.pipeline.assets import intake_bots, submissions, warehouse, webhooks
+from iozen_etl.pipeline.assets import (
+    intake_bots,
+    submission_events,
+    submissions,
+    warehouse,
+    webhooks,
+)
 from iozen_etl.pipeline.partitions import (
     BOT_PARTITIONS_NAME,
     CSV_PARTITIONS_NAME,
@@ -20,6 +26,7 @@ from iozen_etl.pipeline.partitions import (
 )
 from iozen_etl.pipeline.replay_assets import submission_replay
 from iozen_etl.pipeline.reporting import lake_files_written
+from iozen_etl.receiver import EventStore
 from iozen_etl.replay import inbox_files
 from iozen_etl.resources import DataDirResource
 from iozen_etl.settings import DataPaths, reconcile_cron_from_env, sync_cron_from_env
@@ -31,6 +38,10 @@ INBOX_SETTLE_S = 10.0
 # A sync that changed nothing loads nothing; the warehouse is still loaded this often after a
 # sync, so its sync_freshness check and freshness policy (warn at one hour) stay green.
 WAREHOUSE_HEARTBEAT_S = 30 * 60
+# The webhook events sensor looks this often (Dagster's daemon ticks sensors no faster than
+# about every 5 s); a failed events run is tried again after EVENTS_RETRY_S.
+EVENTS_SENSOR_INTERVAL_S = 5
+EVENTS_RETRY_S = 60
 # A failed load is tried again after this long (a full disk, a fault that lasts: one failed run
 # per interval, not one per sensor tick).
 LOAD_RETRY_S = 5 * 60
@@ -47,6 +58,14 @@ sync_job = dg.define_asset_job(
 )
 load_job = dg.define_asset_job(
     "load_job", selection=[warehouse], description="Load new Parquet files into the warehouse."
+)
+events_job = dg.define_asset_job(
+    "events_job",
+    selection=[submission_events, warehouse],
+    description=(
+        "What the kept webhook events name, fetched by id into the lake, then the warehouse "
+        "loaded: a change in ioZen in the warehouse within seconds."
+    ),
 )
 replay_job = dg.define_asset_job(
     "replay_job",
@@ -246,6 +265,49 @@ def _wrote_files(record: dg.EventLogRecord) -> bool:
     if event is None or event.partition is not None:
         return False
     return lake_files_written({k: v.value for k, v in event.metadata.items()}) > 0
+
+
+@dg.sensor(
+    job=events_job,
+    minimum_interval_seconds=EVENTS_SENSOR_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description=(
+        "Starts a run for the webhook events `iozen-etl webhooks serve` kept: every event "
+        "waiting then goes into that one run."
+    ),
+)
+def webhook_events_sensor(
+    context: dg.SensorEvaluationContext, data_dir: DataDirResource
+) -> dg.RunRequest | dg.SkipReason:
+    return events_run_request(context.instance, data_dir.paths, now=time.time())
+
+
+def events_run_request(
+    instance: dg.DagsterInstance, paths: DataPaths, *, now: float
+) -> dg.RunRequest | dg.SkipReason:
+    """One run for every event waiting, unless a run is already taking them (``now`` in Unix
+    seconds)."""
+    if not paths.webhook_events.exists():
+        return dg.SkipReason("no webhook event received yet")
+    with EventStore(paths.webhook_events) as store:
+        waiting = store.newest_pending()
+    if waiting is None:
+        return dg.SkipReason("no webhook event waiting")
+    count, newest = waiting
+    records = instance.get_run_records(dg.RunsFilter(job_name=events_job.name), limit=1)
+    if records:
+        last = records[0]
+        if not last.dagster_run.is_finished:
+            return dg.SkipReason(f"{count} events wait for the run in progress to finish")
+        failed_recently = last.dagster_run.status == dg.DagsterRunStatus.FAILURE and (
+            last.end_time is None or now - last.end_time < EVENTS_RETRY_S
+        )
+        if failed_recently:
+            return dg.SkipReason(f"{count} events wait: the last run failed, tried again soon")
+    # Keyed by the newest event and the last run: a run that left events pending (a fetch that
+    # failed) is followed by another, not skipped as a duplicate.
+    after = records[0].dagster_run.run_id if records else "none"
+    return dg.RunRequest(run_key=f"events:{newest}:after:{after}")
 
 
 @dg.sensor(

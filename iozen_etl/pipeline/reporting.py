@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from iozen_etl.replay import ReplayReport
+from iozen_etl.sync.events import EventsReport
 from iozen_etl.sync.reports import (
     BotsReport,
     BotSubmissionsReport,
@@ -50,6 +51,22 @@ def webhooks_metadata(report: WebhooksReport) -> dict[str, Any]:
         "skipped": report.skipped or "",
         "requests": report.requests,
         "elapsed_s": round(report.elapsed_s, 3),
+    }
+
+
+def events_metadata(report: EventsReport, *, pending_after: int) -> dict[str, Any]:
+    return {
+        "events": report.events,
+        "events_done": len(report.done),
+        "events_pending_after": pending_after,
+        "submissions_fetched": report.submissions_fetched,
+        "submissions_gone": report.submissions_gone,
+        "bots_refreshed": report.bots_refreshed,
+        "events_ignored": report.events_ignored,
+        LAKE_FILES: report.files_written,
+        "requests": report.requests,
+        "errors": "\n".join(report.errors[:20]),
+        "elapsed_s": round(report.seconds, 3),
     }
 
 

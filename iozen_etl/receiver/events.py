@@ -116,6 +116,16 @@ class EventStore:
             ).fetchall()
         return [StoredEvent(*row) for row in rows]
 
+    def newest_pending(self) -> tuple[int, str] | None:
+        """(how many events are pending, the id of the newest), or None when none is."""
+        with self._lock:
+            count, newest = self._db.execute(
+                "select count(*), (select event_id from webhook_events where done_at is null"
+                " order by received_at desc, event_id desc limit 1)"
+                " from webhook_events where done_at is null"
+            ).fetchone()
+        return (int(count), str(newest)) if count else None
+
     def mark_done(self, event_ids: Sequence[str], now: float) -> None:
         with self._lock:
             self._db.execute("begin immediate")

@@ -119,6 +119,7 @@ def test_dagster_dev_serves_the_definitions(tmp_path):
             "intake_bots",
             "webhooks",
             "submissions",
+            "submission_events",
             "warehouse",
             "submission_replay",
         }
@@ -132,9 +133,11 @@ def test_dagster_dev_serves_the_definitions(tmp_path):
         assert {s["name"] for s in repo["sensors"]} == {
             "new_bots_sensor",
             "warehouse_sensor",
+            "webhook_events_sensor",
             "inbox_sensor",
         }
-        assert {"sync_job", "load_job", "replay_job"} <= {j["name"] for j in repo["jobs"]}
+        jobs = {"sync_job", "load_job", "events_job", "replay_job"}
+        assert jobs <= {j["name"] for j in repo["jobs"]}
 
 
 CHROMIUM = Path("/usr/bin/chromium")

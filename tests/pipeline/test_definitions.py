@@ -41,10 +41,11 @@ def test_definitions_load_with_the_flow_in_groups():
         "intake_bots": "extract",
         "webhooks": "extract",
         "submissions": "extract",
+        "submission_events": "extract",
         "warehouse": "warehouse",
         "submission_replay": "replay",
     }
-    for job in ("sync_job", "load_job", "replay_job"):
+    for job in ("sync_job", "load_job", "events_job", "replay_job"):
         defs.resolve_job_def(job)
     check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
     assert check_names == {

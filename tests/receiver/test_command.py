@@ -19,6 +19,7 @@ from iozen_etl.cli import main
 from iozen_etl.receiver import EventStore
 from iozen_etl.sandbox import RunningServer, Sandbox, SandboxConfig, serve
 from iozen_etl.settings import DataPaths
+from tests.support.receiver import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -73,12 +74,6 @@ def test_endpoints_are_created_listed_and_deleted_and_the_secret_is_shown_once(
     refused = capsys.readouterr().err
     assert "404" in refused or "not found" in refused.lower()
     assert served.sandbox.api_key not in refused
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_receiver(port: int, secret_file: Path, data_dir: Path) -> subprocess.Popen[bytes]:

@@ -12,11 +12,19 @@ import uvicorn
 from starlette.applications import Starlette
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @contextmanager
-def serve_receiver(app: Starlette) -> Iterator[str]:
-    """Yield the base URL of ``app`` served on 127.0.0.1; stopped (connections closed) after."""
+def serve_receiver(app: Starlette, port: int = 0) -> Iterator[str]:
+    """Yield the base URL of ``app`` served on 127.0.0.1 (``port``, or a free one); stopped
+    (connections closed) after."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
