@@ -23,6 +23,7 @@ from iozen_etl.sandbox import Sandbox, SandboxConfig, serve
 from iozen_etl.sandbox.webhooks import signature
 from iozen_etl.settings import DataPaths
 from tests.support.receiver import free_port, serve_receiver
+from tests.support.secrets import dagster_texts, scan
 from tests.support.warehouse import fetch
 from tests.support.worlds import ServedWorld
 
@@ -36,18 +37,23 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 @contextmanager
 def receiving(world: ServedWorld, events: list[str]) -> Iterator[EventStore]:
-    """A receiver on loopback, registered in the sandbox for ``events``."""
+    """A receiver on loopback, registered in the sandbox for ``events``; the endpoint's secret
+    goes to ``SECRETS`` for the test to look for afterwards."""
     port = free_port()
     headers = {"Authorization": f"Bearer {world.sandbox.api_key}"}
     with httpx.Client(base_url=world.server.base_url, headers=headers) as api:
         url = f"http://127.0.0.1:{port}/"
         answer = api.post("/webhooks", json={"url": url, "events": events})
         secret = answer.json()["data"]["webhook"]["secret"]
+    SECRETS.append(secret)
     with (
         EventStore(world.paths.webhook_events) as store,
         serve_receiver(create_app(secret, store), port=port),
     ):
         yield store
+
+
+SECRETS: list[str] = []
 
 
 def pending(store: EventStore) -> int:
@@ -93,6 +99,10 @@ def test_an_edit_to_an_old_completed_submission_reaches_the_warehouse_without_a_
         assert pending(store) == 0
         after = events_run_request(instance, world.paths, now=time.time())
         assert isinstance(after, dg.SkipReason)
+        # The endpoint's secret reached no file of the data directory (events, lake, state,
+        # warehouse) and nothing Dagster recorded.
+        found = scan([SECRETS[-1]], [world.paths.root], dagster_texts(instance))
+        assert found.files and found.leaks == [], found.leaks
 
 
 @pytest.fixture
