@@ -19,13 +19,12 @@ from iozen_etl.pipeline.automation import events_run_request, webhook_events_sen
 from iozen_etl.pipeline.launch import run_sync
 from iozen_etl.receiver import EventStore, create_app
 from iozen_etl.resources import DataDirResource
-from iozen_etl.sandbox import Sandbox, SandboxConfig, serve
+from iozen_etl.sandbox import SandboxConfig
 from iozen_etl.sandbox.webhooks import signature
-from iozen_etl.settings import DataPaths
 from tests.support.receiver import free_port, serve_receiver
 from tests.support.secrets import dagster_texts, scan
 from tests.support.warehouse import fetch
-from tests.support.worlds import ServedWorld
+from tests.support.worlds import ServedWorld, served_world
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -109,16 +108,7 @@ def test_an_edit_to_an_old_completed_submission_reaches_the_warehouse_without_a_
 def unlimited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServedWorld]:
     """The pipeline's world with no rate limit: a thousand GETs in seconds, not minutes."""
     config = SandboxConfig(seed=3, bots=6, submissions_per_bot=40, real_time=True, rate_limit=10**9)
-    sandbox = Sandbox(config)
-    server = serve(sandbox)
-    paths = DataPaths(tmp_path / "data")
-    monkeypatch.setenv("IOZEN_API_KEY", sandbox.api_key)
-    monkeypatch.setenv("IOZEN_BASE_URL", server.base_url)
-    monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
-    try:
-        yield ServedWorld(sandbox, server, paths)
-    finally:
-        server.close()
+    yield from served_world(config, tmp_path, monkeypatch)
 
 
 def test_a_burst_of_a_thousand_events_becomes_one_run(unlimited: ServedWorld) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from iozen_etl.api import IozenClient
-from iozen_etl.sandbox import RunningServer, Sandbox
+from iozen_etl.sandbox import RunningServer, Sandbox, SandboxConfig, serve
 from iozen_etl.settings import DataPaths
 from tests.support.clock import FakeTime
 from tests.support.sandbox import fake_time_client
@@ -54,3 +57,19 @@ class ServedWorld:
 
     def truth_submissions(self) -> dict[str, SubmissionFacts]:
         return truth_submissions(self.sandbox)
+
+
+def served_world(
+    config: SandboxConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ServedWorld]:
+    """``config`` served on loopback, and the environment a pipeline run reads pointed at it."""
+    sandbox = Sandbox(config)
+    server = serve(sandbox)
+    paths = DataPaths(tmp_path / "data")
+    monkeypatch.setenv("IOZEN_API_KEY", sandbox.api_key)
+    monkeypatch.setenv("IOZEN_BASE_URL", server.base_url)
+    monkeypatch.setenv("IOZEN_DATA_DIR", str(paths.root))
+    try:
+        yield ServedWorld(sandbox, server, paths)
+    finally:
+        server.close()
