@@ -126,7 +126,7 @@ def _keep_secret(hook: Webhook, secret_file: Path | None) -> int:
     return 0
 
 
-def read_secret(secret_file: Path | None) -> str:
+def _read_secret(secret_file: Path | None) -> str:
     """The endpoint's secret from ``secret_file``, else the environment; "" when neither."""
     if secret_file is not None:
         return secret_file.read_text().strip()
@@ -136,10 +136,11 @@ def read_secret(secret_file: Path | None) -> str:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from iozen_etl.receiver import EventStore, create_app
+    from iozen_etl.receiver import EventStore
+    from iozen_etl.receiver.app import create_app
 
     try:
-        secret = read_secret(args.secret_file)
+        secret = _read_secret(args.secret_file)
     except OSError as error:
         _say(f"{args.secret_file}: {error.strerror}")
         return 2

@@ -43,7 +43,7 @@ from iozen_etl.receiver import EventStore
 from iozen_etl.resources import DataDirResource, IozenApiResource
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.bots import sync_bots
-from iozen_etl.sync.events import Event, apply_events
+from iozen_etl.sync.events import apply_events
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.lock import sync_lock
 from iozen_etl.sync.reports import SubmissionsReport
@@ -259,11 +259,7 @@ def submission_events(
     """
     paths = data_dir.paths
     with EventStore(paths.webhook_events) as store:
-        kept = store.pending(EVENTS_PER_RUN)
-        events = [
-            Event(e.event_id, e.event_type, e.submission_id, e.intake_bot_id, e.payload)
-            for e in kept
-        ]
+        events = store.pending(EVENTS_PER_RUN)
         with iozen_api.client() as client:
             report = apply_events(client, Lake(paths.parquet), events)
         store.mark_done(report.done, now=time.time())

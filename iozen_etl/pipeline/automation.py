@@ -226,13 +226,23 @@ def _retry_of_failed_load(
     The failed run spent its run key: asked again under that key, Dagster would skip the
     request, and the published warehouse would wait for a sync that writes new files.
     """
-    records = instance.get_run_records(dg.RunsFilter(job_name=load_job.name), limit=1)
-    if not records or records[0].dagster_run.status != dg.DagsterRunStatus.FAILURE:
+    last = _newest_run(instance, load_job.name)
+    if last is None or last.dagster_run.status != dg.DagsterRunStatus.FAILURE:
         return None
-    ended = records[0].end_time
-    if ended is None or now - ended < LOAD_RETRY_S or not files_owed(paths):
+    if not _waited_out(last, now, LOAD_RETRY_S) or not files_owed(paths):
         return None
-    return dg.RunRequest(run_key=f"retry-after:{records[0].dagster_run.run_id}")
+    return dg.RunRequest(run_key=f"retry-after:{last.dagster_run.run_id}")
+
+
+def _newest_run(instance: dg.DagsterInstance, job_name: str) -> dg.RunRecord | None:
+    """The newest run of the job ``job_name``, or None."""
+    records = instance.get_run_records(dg.RunsFilter(job_name=job_name), limit=1)
+    return records[0] if records else None
+
+
+def _waited_out(record: dg.RunRecord, now: float, wait_s: float) -> bool:
+    """Whether the run ``record`` ended at least ``wait_s`` before ``now``."""
+    return record.end_time is not None and now - record.end_time >= wait_s
 
 
 def newest_lake_files_event(instance: dg.DagsterInstance, after: int | None) -> int | None:
@@ -294,19 +304,16 @@ def events_run_request(
     if waiting is None:
         return dg.SkipReason("no webhook event waiting")
     count, newest = waiting
-    records = instance.get_run_records(dg.RunsFilter(job_name=events_job.name), limit=1)
-    if records:
-        last = records[0]
+    last = _newest_run(instance, events_job.name)
+    if last is not None:
         if not last.dagster_run.is_finished:
             return dg.SkipReason(f"{count} events wait for the run in progress to finish")
-        failed_recently = last.dagster_run.status == dg.DagsterRunStatus.FAILURE and (
-            last.end_time is None or now - last.end_time < EVENTS_RETRY_S
-        )
-        if failed_recently:
+        failed = last.dagster_run.status == dg.DagsterRunStatus.FAILURE
+        if failed and not _waited_out(last, now, EVENTS_RETRY_S):
             return dg.SkipReason(f"{count} events wait: the last run failed, tried again soon")
     # Keyed by the newest event and the last run: a run that left events pending (a fetch that
     # failed) is followed by another, not skipped as a duplicate.
-    after = records[0].dagster_run.run_id if records else "none"
+    after = last.dagster_run.run_id if last is not None else "none"
     return dg.RunRequest(run_key=f"events:{newest}:after:{after}")
 
 

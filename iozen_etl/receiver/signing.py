@@ -15,7 +15,6 @@ import hmac
 SIGNATURE_HEADER = "x-iozen-signature"
 TIMESTAMP_HEADER = "x-iozen-timestamp"
 EVENT_ID_HEADER = "x-iozen-event-id"
-EVENT_TYPE_HEADER = "x-iozen-event-type"
 PREFIX = "sha256="
 # As Stripe's and Slack's receivers do: five minutes covers clock drift and delivery queues.
 TOLERANCE_S = 300

@@ -1,8 +1,10 @@
-"""The part of the API client the sync engine uses, and the request counts its reports take."""
+"""The part of the API client the sync engine uses, one submission read by id, and the request
+counts its reports take."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from iozen_etl.api.models import IntakeBot, Page, Submission, Webhook
@@ -22,6 +24,15 @@ class SyncClient(Protocol):
     def iter_webhook_pages(self, resume_point: str | None = None) -> Iterable[Page[Webhook]]: ...
     @property
     def stats(self) -> Any: ...
+
+
+def fetch_submission(client: SyncClient, bot_id: str, submission_id: str) -> Submission:
+    """One submission by id, with the message count its list item would carry: the detail
+    carries the messages but not their count, which the list sends."""
+    sub = client.get_submission(bot_id, submission_id)
+    if sub.message_count is None and sub.messages is not None:
+        sub = replace(sub, message_count=len(sub.messages))
+    return sub
 
 
 def request_counts(client: SyncClient) -> dict[str, float]:

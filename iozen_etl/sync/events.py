@@ -13,29 +13,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from iozen_etl.api.errors import IozenError, ResourceNotFound
 from iozen_etl.api.models import IntakeBot, Submission
+from iozen_etl.receiver import StoredEvent
 from iozen_etl.sync import normalise
-from iozen_etl.sync.client import SyncClient
+from iozen_etl.sync.client import SyncClient, fetch_submission
 from iozen_etl.sync.lake import Lake, stamp
 from iozen_etl.sync.state import utc_now_iso
 
 SUBMISSION_EVENTS = frozenset({"submission.completed", "submission.updated"})
 BOT_STATUS_EVENT = "intake-bot.status-changed"
 
-
-@dataclass(frozen=True)
-class Event:
-    """What the act step needs of a kept event."""
-
-    event_id: str
-    event_type: str
-    submission_id: str | None
-    intake_bot_id: str | None
-    payload: Mapping[str, Any]
+# (bot id, submission id) of a submission an event names.
+Named = tuple[str, str]
 
 
 @dataclass
@@ -55,7 +48,7 @@ class EventsReport:
 def apply_events(
     client: SyncClient,
     lake: Lake,
-    events: Sequence[Event],
+    events: Sequence[StoredEvent],
     *,
     clock: Callable[[], str] = utc_now_iso,
 ) -> EventsReport:
@@ -63,69 +56,64 @@ def apply_events(
     started = time.monotonic()
     synced_at = clock()
     report = EventsReport(events=len(events))
-    wanted = _submissions_named(events)
-    fetched = _fetch_submissions(client, wanted, report)
-    bots = _fetch_bots(client, _bots_named(events), report)
+    bot_of = {e.event_id: _bot_of(e) for e in events if e.event_type == BOT_STATUS_EVENT}
+    fetched, failed = _fetch_submissions(client, _submissions_named(events), report)
+    bots = _fetch_bots(client, list(dict.fromkeys(b for b in bot_of.values() if b)), report)
     _write(lake, synced_at, fetched, bots, report)
-    failed = {key for key, error in wanted.items() if error}
     for event in events:
-        key = (event.intake_bot_id, event.submission_id)
-        if event.event_type in SUBMISSION_EVENTS and key in wanted:
-            if key not in failed:
-                report.done.append(event.event_id)
-        elif event.event_type == BOT_STATUS_EVENT and _bot_of(event) is not None:
-            if _bot_of(event) in bots:
-                report.done.append(event.event_id)
+        named = _submission_of(event)
+        bot_id = bot_of.get(event.event_id)
+        if named is not None:
+            done = named not in failed
+        elif bot_id is not None:
+            done = bot_id in bots
         else:
             report.events_ignored += 1
+            done = True
+        if done:
             report.done.append(event.event_id)
     report.seconds = time.monotonic() - started
     return report
 
 
-def _submissions_named(events: Iterable[Event]) -> dict[tuple[str | None, str | None], str]:
-    """(bot id, submission id) of each submission event, once; the value is set to an error."""
-    return {
-        (event.intake_bot_id, event.submission_id): ""
-        for event in events
-        if event.event_type in SUBMISSION_EVENTS and event.submission_id and event.intake_bot_id
-    }
+def _submission_of(event: StoredEvent) -> Named | None:
+    if event.event_type in SUBMISSION_EVENTS and event.intake_bot_id and event.submission_id:
+        return (event.intake_bot_id, event.submission_id)
+    return None
+
+
+def _submissions_named(events: Iterable[StoredEvent]) -> list[Named]:
+    """Each submission the events name, once."""
+    return list(dict.fromkeys(named for e in events if (named := _submission_of(e))))
 
 
 def _fetch_submissions(
-    client: SyncClient, wanted: dict[tuple[str | None, str | None], str], report: EventsReport
-) -> dict[str, list[Submission]]:
+    client: SyncClient, wanted: Sequence[Named], report: EventsReport
+) -> tuple[dict[str, list[Submission]], set[Named]]:
+    """The submissions fetched, by bot; and those whose fetch failed (their events wait)."""
     by_bot: dict[str, list[Submission]] = {}
+    failed: set[Named] = set()
     for bot_id, submission_id in wanted:
-        assert bot_id is not None and submission_id is not None
         report.requests += 1
         try:
-            sub = client.get_submission(bot_id, submission_id)
+            sub = fetch_submission(client, bot_id, submission_id)
         except ResourceNotFound:
             report.submissions_gone += 1
             continue
         except IozenError as error:
-            wanted[(bot_id, submission_id)] = str(error)
+            failed.add((bot_id, submission_id))
             report.errors.append(f"submission {submission_id} of bot {bot_id}: {error}")
             continue
-        if sub.message_count is None and sub.messages is not None:
-            # The detail carries the messages but not their count, which the list sends.
-            sub = replace(sub, message_count=len(sub.messages))
         by_bot.setdefault(bot_id, []).append(sub)
         report.submissions_fetched += 1
-    return by_bot
+    return by_bot, failed
 
 
-def _bot_of(event: Event) -> str | None:
+def _bot_of(event: StoredEvent) -> str | None:
     data = event.payload.get("data")
     bot = data.get("intake_bot") if isinstance(data, Mapping) else None
     bot_id = bot.get("id") if isinstance(bot, Mapping) else event.intake_bot_id
     return bot_id if isinstance(bot_id, str) and bot_id else None
-
-
-def _bots_named(events: Iterable[Event]) -> list[str]:
-    named = (_bot_of(e) for e in events if e.event_type == BOT_STATUS_EVENT)
-    return list(dict.fromkeys(bot_id for bot_id in named if bot_id))
 
 
 def _fetch_bots(

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from iozen_etl.api.errors import (
@@ -47,7 +47,7 @@ from iozen_etl.settings import DEFAULT_CONCURRENCY, DEFAULT_IN_PROGRESS_REFRESH_
 from iozen_etl.sync import normalise
 from iozen_etl.sync.bot_run import IN_PROGRESS, BotRun, Rechecked, Reread, data_digest
 from iozen_etl.sync.bots import list_bots
-from iozen_etl.sync.client import SyncClient, counts_delta, request_counts
+from iozen_etl.sync.client import SyncClient, counts_delta, fetch_submission, request_counts
 from iozen_etl.sync.lake import Lake, stamp
 from iozen_etl.sync.refresh import RefreshPlan, plan_refreshes
 from iozen_etl.sync.reports import BotSubmissionsReport, SubmissionsReport
@@ -544,14 +544,11 @@ class _Engine:
                     break
                 run.requests += 1
                 try:
-                    sub = self.client.get_submission(bot_id, submission_id)
+                    sub = fetch_submission(self.client, bot_id, submission_id)
                 except ResourceNotFound:
                     run.refresh_missing += 1
                     rechecked.done.append(submission_id)
                     continue
-                if sub.message_count is None and sub.messages is not None:
-                    # The detail carries the messages but not their count, which the list sends.
-                    sub = replace(sub, message_count=len(sub.messages))
                 rechecked.add(run, sub, stored_updated_at, stored_digest)
         finally:
             self._store_rechecked(run, rechecked)

@@ -356,11 +356,8 @@ def files_owed(paths: DataPaths) -> int:
     ledger: Mapping[str, tuple[int, int, int]] = {}
     if paths.published_db.exists():
         try:
-            con = duckdb.connect(str(paths.published_db), read_only=True)
-            try:
+            with duckdb.connect(str(paths.published_db), read_only=True) as con:
                 ledger = _read_ledger(con)
-            finally:
-                con.close()
         except duckdb.Error:
             ledger = {}
     footers = FooterChecks(paths.parquet)

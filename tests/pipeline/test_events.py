@@ -17,7 +17,8 @@ import pytest
 from iozen_etl.definitions import defs
 from iozen_etl.pipeline.automation import events_run_request, webhook_events_sensor
 from iozen_etl.pipeline.launch import run_sync
-from iozen_etl.receiver import EventStore, create_app
+from iozen_etl.receiver import EventStore
+from iozen_etl.receiver.app import create_app
 from iozen_etl.resources import DataDirResource
 from iozen_etl.sandbox import SandboxConfig
 from iozen_etl.sandbox.webhooks import signature

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iozen_etl.receiver import EventStore, create_app
+from iozen_etl.receiver import EventStore
+from iozen_etl.receiver.app import create_app
 from iozen_etl.sandbox.webhooks import signature
 from tests.support.receiver import serve_receiver
 
