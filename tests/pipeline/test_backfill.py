@@ -1,40 +1,22 @@
 """A UI backfill of two bots, through Dagster's GraphQL mutation and its backfill daemon.
 
-These use Dagster's test utilities for the daemon (private modules), which is why the dagster
-family is pinned to one release in pyproject.toml.
+The backfill is launched as the UI launches one (``tests.support.backfill``).
 """
 
 from __future__ import annotations
 
-import logging
 import sqlite3
-import sys
 
 import dagster as dg
 import pytest
 from dagster._core.execution.backfill import BulkActionStatus
-from dagster._core.remote_origin import InProcessCodeLocationOrigin
-from dagster._core.test_utils import create_test_daemon_workspace_context
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
-from dagster._daemon.backfill import execute_backfill_iteration
-from dagster_graphql.test.utils import execute_dagster_graphql
 
 from iozen_etl.definitions import defs
 from iozen_etl.pipeline.automation import incremental_sync_schedule
 from iozen_etl.pipeline.launch import run_sync
-from iozen_etl.pipeline.partitions import BACKFILL_TAG, BOT_PARTITIONS_NAME, bot_id_of
+from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME, bot_id_of
 from iozen_etl.resources import DataDirResource
-
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}
-"""
+from tests.support.backfill import run_ui_backfill
 
 
 def _resume_points(world) -> dict[str, str | None]:
@@ -45,59 +27,24 @@ def _resume_points(world) -> dict[str, str | None]:
     return dict(rows)
 
 
-def _backfill_from_the_ui(workspace, instance, partitions: list[str]) -> str:
-    """Launch a backfill of ``partitions`` as the UI does (GraphQL), and run the daemon's
-    iterations until it is done; returns its id."""
-    result = execute_dagster_graphql(
-        workspace.create_request_context(),
-        LAUNCH_BACKFILL,
-        {
-            "params": {
-                "partitionNames": partitions,
-                "assetSelection": [{"path": ["submissions"]}],
-                "tags": [{"key": "iozen/requested_by", "value": "test"}],
-            }
-        },
-    )
-    launched = result.data["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-    logger = logging.getLogger("backfill-test")
-    for _ in range(20):
-        list(execute_backfill_iteration(workspace, logger))
-        if instance.get_backfill(backfill_id).status != BulkActionStatus.REQUESTED:
-            break
-    assert instance.get_backfill(backfill_id).status == BulkActionStatus.COMPLETED_SUCCESS
-    return str(backfill_id)
-
-
 # Dagster's GraphQL test helper leaves an event loop's shutdown coroutine un-awaited.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.slow
 def test_ui_backfill_of_two_bots_rescans_only_them_and_keeps_resume_points(world):
-    origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(executable_path=sys.executable, module_name="iozen_etl.definitions"),
-        location_name="iozen",
-    )
-    with (
-        dg.instance_for_test(
-            synchronous_run_coordinator=True, synchronous_run_launcher=True
-        ) as instance,
-        create_test_daemon_workspace_context(
-            InProcessWorkspaceLoadTarget(origin), instance
-        ) as workspace,
-    ):
+    with dg.instance_for_test(
+        synchronous_run_coordinator=True, synchronous_run_launcher=True
+    ) as instance:
         assert run_sync(defs, instance, say=lambda line: None).success
         bots = instance.get_dynamic_partitions(BOT_PARTITIONS_NAME)
         chosen = [bots[1], bots[3]]
         live_before = _resume_points(world)
         lists_before = world.sandbox.request_count("submissions")
 
-        backfill_id = _backfill_from_the_ui(workspace, instance, chosen)
-        runs = instance.get_runs(dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
+        backfill = run_ui_backfill(instance, chosen)
+        assert backfill.status == BulkActionStatus.COMPLETED_SUCCESS.value
         # Two non-adjacent bots: Dagster makes one run per contiguous stretch.
-        assert len(runs) == 2
-        assert all(run.is_success for run in runs)
+        assert backfill.runs == 2
+        assert backfill.runs_succeeded == 2
         synced = instance.get_materialized_partitions(dg.AssetKey("submissions"))
         assert set(chosen) <= synced
 

@@ -21,13 +21,13 @@ from iozen_etl.pipeline.partitions import BOT_PARTITIONS_NAME
 from iozen_etl.sandbox import RunningServer, Sandbox, SandboxConfig, serve
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse import load_warehouse
+from tests.support.backfill import run_ui_backfill
 from tests.support.contention import (
     Loop,
     ReaderTally,
     dagster_home,
     read_in_process,
     read_with_command,
-    run_ui_backfill,
     start_sync,
 )
 from tests.support.reliability import Ledger, iterations
