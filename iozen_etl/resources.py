@@ -7,15 +7,22 @@ The resources hold settings only: a field left unset is read when a run starts, 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
 
 from iozen_etl.api import IozenClient, RetryPolicy
-from iozen_etl.settings import DataPaths, base_url_from_env, in_progress_refresh_limit_from_env
+from iozen_etl.settings import (
+    LAKE_URI_ENV,
+    DataPaths,
+    base_url_from_env,
+    in_progress_refresh_limit_from_env,
+)
 
 
 class IozenApiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -52,7 +59,14 @@ class DataDirResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     # None: IOZEN_DATA_DIR at run time, else ./data.
     path: str | None = None
+    # None: IOZEN_LAKE_URI at run time, else the data directory's own ``parquet`` folder.
+    lake_uri: str | None = None
 
     @property
     def paths(self) -> DataPaths:
-        return DataPaths(Path(self.path).resolve()) if self.path else DataPaths.from_env()
+        paths = DataPaths(Path(self.path).resolve()) if self.path else DataPaths.from_env()
+        if self.lake_uri is not None:
+            return replace(paths, lake_uri=self.lake_uri)
+        if self.path and os.environ.get(LAKE_URI_ENV):
+            return replace(paths, lake_uri=os.environ[LAKE_URI_ENV])
+        return paths

@@ -9,7 +9,7 @@ settings object that might be printed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,6 +17,12 @@ DEFAULT_BASE_URL = "https://app.iozen.ai/api/v1"
 API_KEY_ENV = "IOZEN_API_KEY"
 BASE_URL_ENV = "IOZEN_BASE_URL"
 DATA_DIR_ENV = "IOZEN_DATA_DIR"
+# Where the Parquet lake lives when not under the data directory: ``s3://bucket/prefix`` (any
+# URI pyarrow's filesystems open). Unset: ``<data dir>/parquet``.
+LAKE_URI_ENV = "IOZEN_LAKE_URI"
+# A TOML file naming several ioZen workspaces (docs/deployment.md). Unset: one workspace, from
+# IOZEN_API_KEY and IOZEN_BASE_URL.
+WORKSPACES_FILE_ENV = "IOZEN_WORKSPACES_FILE"
 # Requests a run may spend reading IN_PROGRESS submissions again (pages or GETs): at a
 # 15-minute schedule the default is at most 400 requests an hour, a small share of either
 # plan's budget.
@@ -42,17 +48,52 @@ DEFAULT_RECONCILE_CRON = "0 3 * * *"
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Every file iozen-etl writes, under one data directory."""
+    """Every file iozen-etl writes, under one data directory.
+
+    A workspace of a workspaces file has its own (``for_workspace``): its state file, lock,
+    inbox and events under ``<root>/workspaces/<name>``, its lake under the lake's
+    ``<name>/`` prefix and its tables in the warehouse schema ``<name>``; the warehouse files
+    stay those of the data directory. The one workspace of the environment uses the data
+    directory itself, the lake's root and the schema ``main``.
+    """
 
     root: Path
+    # None: the lake is ``<root>/parquet`` on the local disk.
+    lake_uri: str | None = None
+    # The directory holding the warehouse files; None: ``root``.
+    warehouse_root: Path | None = field(default=None)
+    warehouse_schema: str = "main"
 
     @classmethod
     def from_env(cls) -> DataPaths:
-        return cls(Path(os.environ.get(DATA_DIR_ENV, "./data")).resolve())
+        return cls(
+            Path(os.environ.get(DATA_DIR_ENV, "./data")).resolve(),
+            lake_uri=os.environ.get(LAKE_URI_ENV) or None,
+        )
+
+    def for_workspace(self, name: str) -> DataPaths:
+        """The paths of the workspace ``name`` of a workspaces file."""
+        return replace(
+            self,
+            root=self.root / "workspaces" / name,
+            lake_uri=None if self.lake_uri is None else f"{self.lake_uri.rstrip('/')}/{name}",
+            warehouse_root=self._warehouse_root,
+            warehouse_schema=name,
+        )
+
+    @property
+    def _warehouse_root(self) -> Path:
+        return self.root if self.warehouse_root is None else self.warehouse_root
+
+    @property
+    def lake(self) -> str:
+        """The lake's location: its URI, or the local folder ``parquet`` as a path string."""
+        return self.lake_uri if self.lake_uri is not None else str(self.parquet)
 
     @property
     def parquet(self) -> Path:
-        """The Parquet lake: ``parquet/<table>/bot_id=<segment>/<file>.parquet``."""
+        """The local Parquet lake: ``parquet/<table>/bot_id=<segment>/<file>.parquet`` (unused
+        when ``lake_uri`` is set)."""
         return self.root / "parquet"
 
     @property
@@ -68,12 +109,12 @@ class DataPaths:
     @property
     def writer_db(self) -> Path:
         """The warehouse's private read-write DuckDB file; only the load opens it."""
-        return self.root / "warehouse" / "iozen_write.duckdb"
+        return self._warehouse_root / "warehouse" / "iozen_write.duckdb"
 
     @property
     def published_db(self) -> Path:
         """The snapshot analysts open read-only; replaced atomically after each load."""
-        return self.root / "iozen.duckdb"
+        return self._warehouse_root / "iozen.duckdb"
 
     @property
     def webhook_events(self) -> Path:
