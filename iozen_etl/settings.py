@@ -127,6 +127,11 @@ class DataPaths:
         return self.root / "inbox"
 
 
+def workspaces_file_from_env() -> Path | None:
+    value = os.environ.get(WORKSPACES_FILE_ENV)
+    return Path(value) if value else None
+
+
 def base_url_from_env() -> str:
     return os.environ.get(BASE_URL_ENV, DEFAULT_BASE_URL)
 

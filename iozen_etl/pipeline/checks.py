@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from iozen_etl.pipeline.assets import warehouse
+from iozen_etl.pipeline.scope import ENVIRONMENT, Scope
 from iozen_etl.pipeline.warehouse_process import run_in_child
 from iozen_etl.resources import DataDirResource
 from iozen_etl.settings import (
@@ -30,32 +30,39 @@ CHECK_DESCRIPTIONS = {
 }
 
 
-@dg.multi_asset_check(
-    specs=[
-        dg.AssetCheckSpec(name, asset=warehouse, description=description)
-        for name, description in CHECK_DESCRIPTIONS.items()
-    ]
-)
-def warehouse_checks(data_dir: DataDirResource) -> Iterator[dg.AssetCheckResult]:
-    """Run every warehouse check on the published snapshot, as analysts see it."""
-    results = run_in_child(
-        check_published,
-        data_dir.paths,
-        max_sync_age=max_sync_age_from_env(),
-        now=datetime.now(UTC),
+def build_warehouse_checks(scope: Scope) -> dg.AssetChecksDefinition:
+    """The checks of one workspace's warehouse schema."""
+    warehouse = scope.key("warehouse")
+
+    @dg.multi_asset_check(
+        name=scope.name("warehouse_checks"),
+        specs=[
+            dg.AssetCheckSpec(name, asset=warehouse, description=description)
+            for name, description in CHECK_DESCRIPTIONS.items()
+        ],
     )
-    for result in results:
-        yield dg.AssetCheckResult(
-            asset_key=warehouse.key,
-            check_name=result.name,
-            passed=result.passed,
-            severity=(
-                dg.AssetCheckSeverity.ERROR
-                if result.severity == ERROR
-                else dg.AssetCheckSeverity.WARN
-            ),
-            metadata={key: value for key, value in result.metadata.items()},  # type: ignore[misc]
+    def warehouse_checks(data_dir: DataDirResource) -> Iterator[dg.AssetCheckResult]:
+        """Run every warehouse check on the published snapshot, as analysts see it."""
+        results = run_in_child(
+            check_published,
+            scope.paths(data_dir.paths),
+            max_sync_age=max_sync_age_from_env(),
+            now=datetime.now(UTC),
         )
+        for result in results:
+            yield dg.AssetCheckResult(
+                asset_key=warehouse,
+                check_name=result.name,
+                passed=result.passed,
+                severity=(
+                    dg.AssetCheckSeverity.ERROR
+                    if result.severity == ERROR
+                    else dg.AssetCheckSeverity.WARN
+                ),
+                metadata={key: value for key, value in result.metadata.items()},  # type: ignore[misc]
+            )
+
+    return warehouse_checks
 
 
-WAREHOUSE_CHECKS = [warehouse_checks]
+WAREHOUSE_CHECKS = [build_warehouse_checks(ENVIRONMENT)]

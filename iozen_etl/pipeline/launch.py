@@ -21,6 +21,7 @@ from iozen_etl.pipeline.partitions import (
     usable_bot_keys,
 )
 from iozen_etl.pipeline.reporting import RUN_PREFIX, lake_files_written
+from iozen_etl.pipeline.scope import ENVIRONMENT, Scope
 from iozen_etl.resources import DataDirResource
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse import files_owed
@@ -58,15 +59,17 @@ def run_sync(
     bots: Sequence[str] = (),
     full_refresh: bool = False,
     say: Callable[[str], None] = print,
+    scope: Scope = ENVIRONMENT,
 ) -> SyncOutcome:
-    """Discover bots, sync the chosen ones (all by default), then load the warehouse when the
-    runs wrote new Parquet files, or an earlier load left files out, or there is no warehouse
-    yet."""
-    outcome = _sync(defs, instance, bots=bots, full_refresh=full_refresh, say=say)
+    """Discover the workspace's bots, sync the chosen ones (all by default), then load the
+    warehouse when the runs wrote new Parquet files, or an earlier load left files out, or
+    there is no warehouse yet."""
+    outcome = _sync(defs, instance, bots=bots, full_refresh=full_refresh, say=say, scope=scope)
     if outcome.runs == 0:
         return outcome
     data_dir = (defs.resources or {}).get("data_dir")
-    paths = data_dir.paths if isinstance(data_dir, DataDirResource) else DataPaths.from_env()
+    top = data_dir.paths if isinstance(data_dir, DataDirResource) else DataPaths.from_env()
+    paths = scope.paths(top)
     if outcome.lake_files_written or not paths.published_db.exists():
         say("loading the warehouse")
     elif owed := files_owed(paths):
@@ -74,7 +77,7 @@ def run_sync(
     else:
         say("warehouse unchanged: the sync wrote no new files")
         return outcome
-    _execute(defs.resolve_job_def("load_job"), instance, outcome)
+    _execute(defs.resolve_job_def(scope.name("load_job")), instance, outcome)
     return outcome
 
 
@@ -85,22 +88,25 @@ def _sync(
     bots: Sequence[str],
     full_refresh: bool,
     say: Callable[[str], None],
+    scope: Scope,
 ) -> SyncOutcome:
-    job = defs.resolve_job_def("sync_job")
+    job = defs.resolve_job_def(scope.name("sync_job"))
     mode = FULL if full_refresh else INCREMENTAL
     outcome = SyncOutcome(success=True)
-    known = usable_bot_keys(instance.get_dynamic_partitions(BOT_PARTITIONS_NAME))
+    partitions = scope.name(BOT_PARTITIONS_NAME)
+    known = usable_bot_keys(instance.get_dynamic_partitions(partitions))
 
     if known and not bots:
         say(f"syncing {len(known)} bots ({mode})")
         completed = _execute(job, instance, outcome, tags=range_tags(known[0], known[-1], mode))
     else:
         say("listing intake bots")
-        completed = _execute(job, instance, outcome, selection=["intake_bots", "webhooks"])
+        selection = [scope.key("intake_bots"), scope.key("webhooks")]
+        completed = _execute(job, instance, outcome, selection=selection)
     if not completed:
         return outcome
 
-    after = usable_bot_keys(instance.get_dynamic_partitions(BOT_PARTITIONS_NAME))
+    after = usable_bot_keys(instance.get_dynamic_partitions(partitions))
     if bots:
         by_id = {bot_id_of(key): key for key in after}
         unknown = sorted(set(bots) - set(by_id))
@@ -116,7 +122,7 @@ def _sync(
     for start, end in contiguous_ranges(after, targets):
         say(f"syncing bots {start}..{end} ({mode})")
         tags = range_tags(start, end, mode)
-        if not _execute(job, instance, outcome, tags=tags, selection=["submissions"]):
+        if not _execute(job, instance, outcome, tags=tags, selection=[scope.key("submissions")]):
             break
     return outcome
 
@@ -127,15 +133,14 @@ def _execute(
     outcome: SyncOutcome,
     *,
     tags: dict[str, str] | None = None,
-    selection: Sequence[str] | None = None,
+    selection: Sequence[dg.AssetKey] | None = None,
 ) -> bool:
     """Run once, adding the run's facts to ``outcome``; False when the run failed."""
     run_tags = {**(tags or {}), ON_CEILING_TAG: "stop"}
-    asset_selection = [dg.AssetKey(name) for name in selection] if selection else None
     result = job.execute_in_process(
         instance=instance,
         tags=run_tags,
-        asset_selection=asset_selection,
+        asset_selection=list(selection) if selection else None,
         raise_on_error=False,
         # The command prints its own progress and summary; Dagster's event stream stays in the
         # instance (and the UI) instead of flooding the terminal.
@@ -152,7 +157,8 @@ def _execute(
             continue
         if record.partition is not None:
             continue  # a bot's own event; the run's facts come unpartitioned
-        name = record.asset_key.to_user_string()
+        # By the asset's own name: a workspace's prefix is the command's to print.
+        name = record.asset_key.path[-1]
         facts = {k: v.value for k, v in record.metadata.items()}
         outcome.metadata.setdefault(name, {}).update(facts)
         outcome.lake_files_written += lake_files_written(facts)

@@ -6,12 +6,8 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 
-import dagster as dg
-
 BOT_PARTITIONS_NAME = "intake_bot"
 CSV_PARTITIONS_NAME = "replay_csv"
-BOT_PARTITIONS = dg.DynamicPartitionsDefinition(name=BOT_PARTITIONS_NAME)
-CSV_PARTITIONS = dg.DynamicPartitionsDefinition(name=CSV_PARTITIONS_NAME)
 
 # Dagster's own tag names for a partition-range run and for backfill runs (their constants are
 # private, so the literal strings are used, as Dagster's docs do).
