@@ -31,7 +31,7 @@ from typing import Any
 import dagster as dg
 import httpx
 
-from bench.support import child_env, sandbox_process
+from bench.support import child_env, free_port, sandbox_process
 from iozen_etl.api import IozenClient
 from iozen_etl.settings import DataPaths
 
@@ -80,7 +80,7 @@ def _latency(base_url: str, api_key: str, paths: DataPaths) -> dict[str, Any]:
 
     instance = dg.DagsterInstance.ephemeral()
     assert run_sync(defs, instance, say=lambda line: None).success
-    port = _free_port()
+    port = free_port()
     with IozenClient(api_key, base_url) as client:
         hook = client.create_webhook(f"http://127.0.0.1:{port}/", ["submission.completed"])
         bot_id = client.list_intake_bots_page().items[0].id
@@ -137,7 +137,7 @@ def _make(base_url: str, api_key: str, bot_id: str, made: dict[str, float]) -> N
 
 def _throughput(folder: Path) -> dict[str, Any]:
     secret = "whsec_bench_" + "t" * 32
-    port = _free_port()
+    port = free_port()
     with _receiver(port, secret, folder / "data"), httpx.Client() as http:
         started = time.perf_counter()
         for number in range(THROUGHPUT_EVENTS):
@@ -174,9 +174,3 @@ def _receiver(port: int, secret: str, data_dir: Path) -> Iterator[None]:
     finally:
         child.terminate()
         child.wait(timeout=30)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

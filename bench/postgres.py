@@ -32,6 +32,8 @@ NO_SERVER_USER = (
     "running as root, and PostgreSQL's server refuses root: no 'postgres' system user to run it "
     "as; install Debian's postgresql package"
 )
+REPO = Path(__file__).resolve().parents[1]
+PRODUCTION_INSTANCE = REPO / "dagster_home" / "production" / "dagster.yaml"
 SERVER_USER = "postgres"
 SUPERUSER = "dagster"
 HOST = "127.0.0.1"
@@ -43,6 +45,21 @@ ENV_NAMES = {
     "db_name": "DAGSTER_PG_DB",
     "port": "DAGSTER_PG_PORT",
 }
+
+# Dagster's switches the Makefile exports (and ``iozen-etl sync`` sets when unset): one planned
+# event for a run over many bot partitions, and events written in batches where the storage can.
+EVENT_BATCHING = {
+    "DAGSTER_EVENT_BATCH_SIZE": "1000",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+}
+
+
+def new_production_home(folder: Path) -> Path:
+    """A new Dagster home holding a copy of the production instance file (which reads the
+    DAGSTER_PG_* variables of whoever opens it)."""
+    folder.mkdir(parents=True)
+    shutil.copy(PRODUCTION_INSTANCE, folder / "dagster.yaml")
+    return folder
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ cannot start one, the tests that need it skip, saying why.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,12 +15,16 @@ import pytest
 from dagster._core.instance.ref import InstanceRef
 from dagster_shared.yaml_utils import safe_load_yaml
 
-from bench.postgres import PostgresDatabase, PostgresServer, postgres_server, unavailable_reason
+from bench.postgres import (
+    EVENT_BATCHING,
+    PostgresDatabase,
+    PostgresServer,
+    new_production_home,
+    postgres_server,
+    unavailable_reason,
+)
 from tests.support.contention import IN_PROCESS_LAUNCHER
 from tests.support.receiver import free_port
-
-REPO = Path(__file__).resolve().parents[2]
-PRODUCTION_INSTANCE = REPO / "dagster_home" / "production" / "dagster.yaml"
 
 
 def running_server() -> Iterator[PostgresServer]:
@@ -40,13 +43,12 @@ def production_home(
     """A Dagster home holding a copy of the production instance file, and the environment that
     file and the command line read: DAGSTER_HOME, the DAGSTER_PG_* variables of ``database``,
     and event batching on (as the Makefile sets it)."""
-    folder.mkdir(parents=True)
-    shutil.copy(PRODUCTION_INSTANCE, folder / "dagster.yaml")
+    new_production_home(folder)
     monkeypatch.setenv("DAGSTER_HOME", str(folder))
     for name, value in database.env().items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "1000")
-    monkeypatch.setenv("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+    for name, value in EVENT_BATCHING.items():
+        monkeypatch.setenv(name, value)
     return folder
 
 
