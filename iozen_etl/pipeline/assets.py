@@ -96,7 +96,7 @@ def workspace_paths(context: dg.AssetExecutionContext, scope: Scope) -> DataPath
 
 
 def _lake(paths: DataPaths) -> Lake:
-    return Lake(paths.parquet)
+    return Lake.open(paths.lake)
 
 
 def build_assets(scope: Scope) -> WorkspaceAssets:
@@ -256,7 +256,8 @@ def load_scope(data_dir: DataPaths, scope: Scope) -> LoadReport:
     """Load the workspace's lake into its schema of the data directory's warehouse."""
     if not scope.prefixed:
         return load_warehouse(data_dir)
-    return load_warehouse(data_dir, workspaces=[scope.paths(data_dir)])
+    reports = load_warehouse(data_dir, workspaces=[scope.paths(data_dir)])
+    return reports[scope.workspace.name]
 
 
 def _sync_run_bots(
