@@ -75,7 +75,7 @@ def summarise(bots: BotsReport, subs: SubmissionsReport, requests_total: int) ->
 def run_engine(args: argparse.Namespace, api_key: str) -> tuple[BotsReport, SubmissionsReport, int]:
     """Both engine steps over the data directory; their reports and the requests they made."""
     paths = DataPaths(Path(args.data_dir).resolve()) if args.data_dir else DataPaths.from_env()
-    lake = Lake(paths.parquet)
+    lake = Lake.open(paths.lake)
     with (
         IozenClient(api_key, args.base_url or base_url_from_env()) as client,
         StateStore(paths.state_db) as state,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Collection
 
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from iozen_etl.sync.lake import Lake
 from iozen_etl.sync.state import SCHEMA_STREAM, StateStore
@@ -30,11 +29,7 @@ def bots_off_count(state: StateStore, lake: Lake, bot_ids: Collection[str]) -> l
 def submissions_held(lake: Lake, bot_id: str) -> int:
     """Distinct submissions of the bot in the lake: every generation and refresh file, merged
     by id as the warehouse merges them."""
-    folder = lake.path("submissions", bot_id, "any").parent
-    if not folder.is_dir():
-        return 0
-    # The dataset skips dot-files, as every reader of the lake must (unfinished writes).
-    files = ds.dataset(folder, format="parquet")
-    if not files.files:
+    files = lake.bot_files("submissions", bot_id)
+    if files is None:
         return 0
     return int(pc.count_distinct(files.to_table(columns=["id"]).column("id")).as_py())

@@ -15,6 +15,13 @@ parent too. What a crash leaves:
   the new one, plus perhaps a ``.*.tmp`` leftover (never read: readers skip dot-files); the
   resume point was not moved, so the page is fetched again and its file replaced;
 - after it returns: the files survive a power cut, whatever happens to the state commit after.
+
+On an object store (``ObjectLake``, ``IOZEN_LAKE_URI``), each file is one object uploaded whole
+through pyarrow's output stream: the store shows an object only once its upload completes, so
+no reader ever lists half of one, and ``write_many`` returns only once every upload has
+completed. A process killed mid-upload leaves an unfinished upload, which no listing shows (a
+bucket lifecycle rule removes them; docs/deployment.md). The engine's order is the same for
+both kinds: write, then commit the resume point.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ import hashlib
 import os
 import re
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from iozen_etl.sync.lake_location import ObjectStore, locate
 from iozen_etl.sync.schemas import LAKE_TABLES
 
 # Path segments that can be used as sent: no separators, no dots alone, no control characters,
@@ -71,12 +80,21 @@ def safe_segment(value: str) -> str:
 
 
 class Lake:
-    """``<root>/<table>/[bot_id=<segment>/]<stem>.parquet`` (root is ``DataPaths.parquet``)."""
+    """``<root>/<table>/[bot_id=<segment>/]<stem>.parquet`` on the local disk (root is
+    ``DataPaths.parquet``). ``Lake.open(paths.lake)`` opens either kind of lake."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
+        # A path in the lake's filesystem: local here, ``bucket/prefix`` in an ObjectLake.
+        self.root: PurePath = root
 
-    def path(self, table: str, bot_id: str | None, stem: str) -> Path:
+    @staticmethod
+    def open(location: str) -> Lake:
+        """The lake at ``location`` (``DataPaths.lake``): a local folder, or an object store's
+        URI (``LakeLocationError`` if it cannot be used, or carries credentials)."""
+        where = locate(location)
+        return Lake(where) if isinstance(where, Path) else ObjectLake(where)
+
+    def path(self, table: str, bot_id: str | None, stem: str) -> PurePath:
         if table not in LAKE_TABLES:
             raise ValueError(f"unknown lake table {table!r}")
         folder = self.root / table
@@ -84,24 +102,28 @@ class Lake:
             folder = folder / f"bot_id={safe_segment(bot_id)}"
         return folder / f"{safe_segment(stem)}.parquet"
 
-    def write(self, table: str, bot_id: str | None, stem: str, data: pa.Table) -> Path:
+    def bot_files(self, table: str, bot_id: str) -> ds.FileSystemDataset | None:
+        """The complete files of one bot's folder as a dataset (dot-files, a writer's unfinished
+        ones, are skipped); None when there are none."""
+        folder = Path(self.path(table, bot_id, "any").parent)
+        if not folder.is_dir():
+            return None
+        files = ds.dataset(folder, format="parquet")
+        return files if files.files else None
+
+    def write(self, table: str, bot_id: str | None, stem: str, data: pa.Table) -> PurePath:
         return self.write_many([(table, bot_id, stem, data)])[0]
 
-    def write_many(self, files: Sequence[tuple[str, str | None, str, pa.Table]]) -> list[Path]:
+    def write_many(
+        self, files: Sequence[tuple[str, str | None, str, pa.Table]]
+    ) -> Sequence[PurePath]:
         """Write several files durably together: every file's data is fsynced before any rename,
         then each folder is fsynced once (a page's submissions and answers share one round).
 
         When this returns, every file is durable under its final name; if it raises, none of the
         temporary files is left, and each final name holds either its old or its new file.
         """
-        planned: list[tuple[Path, pa.Buffer]] = []
-        for table, bot_id, stem, data in files:
-            schema = LAKE_TABLES.get(table)
-            if schema is None:
-                raise ValueError(f"unknown lake table {table!r}")
-            if not data.schema.equals(schema):
-                raise ValueError(f"table {table!r}: data does not have the lake schema")
-            planned.append((self.path(table, bot_id, stem), _encode(data)))
+        planned = [(Path(target), blob) for target, blob in self._encode_all(files)]
         written: list[tuple[Path, Path]] = []
         try:
             for final, blob in planned:
@@ -117,6 +139,21 @@ class Lake:
         for folder in dict.fromkeys(final.parent for _, final in written):
             _fsync_dir(folder)
         return [final for _, final in written]
+
+    def _encode_all(
+        self, files: Sequence[tuple[str, str | None, str, pa.Table]]
+    ) -> list[tuple[PurePath, pa.Buffer]]:
+        """Every file's target and bytes, each checked against its table's schema before any
+        is written."""
+        planned: list[tuple[PurePath, pa.Buffer]] = []
+        for table, bot_id, stem, data in files:
+            schema = LAKE_TABLES.get(table)
+            if schema is None:
+                raise ValueError(f"unknown lake table {table!r}")
+            if not data.schema.equals(schema):
+                raise ValueError(f"table {table!r}: data does not have the lake schema")
+            planned.append((self.path(table, bot_id, stem), _encode(data)))
+        return planned
 
     def _write_durably(self, tmp: Path, blob: pa.Buffer) -> None:
         try:
@@ -156,3 +193,45 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class ObjectLake(Lake):
+    """The lake in an object store: ``<bucket>/<prefix>/<table>/...``, one object per file."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.root = store.base
+        self.store = store
+
+    def bot_files(self, table: str, bot_id: str) -> ds.FileSystemDataset | None:
+        folder = str(self.path(table, bot_id, "any").parent)
+        try:
+            files = ds.dataset(folder, filesystem=self.store.filesystem, format="parquet")
+        except FileNotFoundError:
+            return None
+        return files if files.files else None
+
+    def write_many(
+        self, files: Sequence[tuple[str, str | None, str, pa.Table]]
+    ) -> Sequence[PurePath]:
+        """Upload each file as one object, in order; returns once every upload has completed.
+
+        An object becomes visible only when its upload completes, so a reader sees each name's
+        old object or its new one. If this raises, the files before the one named in the error
+        are complete and the rest are unchanged.
+        """
+        planned = self._encode_all(files)
+        for target, blob in planned:
+            self._upload(target, blob)
+        return [target for target, _ in planned]
+
+    def _upload(self, target: PurePath, blob: pa.Buffer) -> None:
+        try:
+            stream = self.store.filesystem.open_output_stream(str(target))
+            # The whole object in one write: the stream holds it (or sends its parts) and
+            # completes the upload only in close, once every part has arrived.
+            stream.write(blob)
+            stream.close()
+        except (OSError, pa.ArrowException) as error:
+            # An OSError, as a local write's, so a sync marks the bot failed and goes on. The
+            # store's message names bucket and key; ours does too, whatever it says.
+            raise OSError(f"lake object {target}: {error}") from error

@@ -44,7 +44,7 @@ def run_pipeline(
     in_progress_refresh_limit: int = DEFAULT_IN_PROGRESS_REFRESH_LIMIT,
 ) -> RunReport:
     """sync_bots + sync_submissions + sync_webhooks + load_warehouse, failing on any bot error."""
-    lake = Lake(paths.parquet)
+    lake = Lake.open(paths.lake)
     with StateStore(paths.state_db) as state:
         bots = sync_bots(client, lake, state, concurrency=concurrency)
         refresh = frozenset(bot.id for bot in bots.bots) if full_refresh else frozenset()
