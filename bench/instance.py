@@ -9,7 +9,9 @@ Both instances get Dagster's switches the Makefile exports (``EVENT_BATCHING``),
 the child processes rather than taken from the caller's environment. Each instance is opened
 once before the first sync, so its tables exist and the first sync's figures are those of a
 deployed instance; the seconds that took are reported apart. The PostgreSQL server shares this
-machine's cores with the sync.
+machine's cores with the sync. On PostgreSQL each sync also reports the connections it opened
+(the server's ``pg_stat_database.sessions``): dagster-postgres opens one per storage call outside
+the webserver, so a connection's cost (``connect_ms``, measured here too) is paid per event.
 
 Run: ``python -m bench instance``.
 """
@@ -19,15 +21,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
+
 from bench import changes
 from bench.postgres import (
     EVENT_BATCHING,
     PostgresDatabase,
+    PostgresServer,
     new_production_home,
     postgres_server,
     unavailable_reason,
@@ -37,6 +43,7 @@ from bench.support import free_port
 BOTS = changes.WIDE_BOTS
 PER_BOT = changes.WIDE_PER_BOT
 FIGURES = ("wall_s", "dagster_s", "events")
+STATS_SETTLE_S = 1.0
 
 
 @contextlib.contextmanager
@@ -66,18 +73,62 @@ def create_instance(home: Path) -> float:
     return time.perf_counter() - started
 
 
-def measure(startup_s: float, database: PostgresDatabase | None) -> dict[str, Any]:
+class Sessions:
+    """Connections opened to one database so far, as the server counts them (read over a
+    connection to the maintenance database, so reading adds none)."""
+
+    def __init__(self, server: PostgresServer, db_name: str) -> None:
+        self.server = server
+        self.db_name = db_name
+
+    def count(self) -> int:
+        # A session is counted when it ends; the server's statistics lag by a moment.
+        time.sleep(STATS_SETTLE_S)
+        engine = self.server.superuser.engine()
+        try:
+            with engine.connect() as con:
+                sql = "select sessions from pg_stat_database where datname = :name"
+                found = con.execute(sqlalchemy.text(sql), {"name": self.db_name}).scalar()
+        finally:
+            engine.dispose()
+        return int(found or 0)
+
+
+def connect_ms(database: PostgresDatabase, rounds: int = 30) -> float:
+    """Median milliseconds to open a connection (password checked) and run ``select 1``."""
+    engine = database.engine()
+    times = []
+    try:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            with engine.connect() as con:
+                con.execute(sqlalchemy.text("select 1"))
+            times.append(time.perf_counter() - started)
+    finally:
+        engine.dispose()
+    return 1000 * statistics.median(times)
+
+
+def measure(startup_s: float, server: PostgresServer | None) -> dict[str, Any]:
     """The first sync and an unchanged sync of a new 1,000-bot workspace on a new instance:
-    PostgreSQL's when ``database`` is given, else SQLite's."""
+    PostgreSQL's (a new database on ``server``) when a server is given, else SQLite's."""
     options = ("--bots", str(BOTS), "--submissions-per-bot", str(PER_BOT))
+    database = server.create_database("dagster") if server else None
+    sessions = Sessions(server, database.db_name) if server and database else None
     values = {**EVENT_BATCHING, **(database.env() if database else {})}
     with environment(values), changes.workspace(*options) as work:
+        figures: dict[str, Any] = {}
         if database is not None:
             work.home = new_production_home(work.data_dir.parent / "production_home")
-        figures: dict[str, Any] = {"create_s": round(create_instance(work.home), 2)}
-        figures["first_sync"] = first = work.sync(startup_s)
+            figures["connect_ms"] = round(connect_ms(database), 2)
+        figures["create_s"] = round(create_instance(work.home), 2)
+        for name in ("first_sync", "no_change"):
+            before = sessions.count() if sessions else 0
+            figures[name] = work.sync(startup_s)
+            if sessions:
+                figures[name]["connections"] = sessions.count() - before
+        first = figures["first_sync"]
         first["dagster_ms_per_bot"] = round(1000 * first["dagster_s"] / BOTS, 2)
-        figures["no_change"] = work.sync(startup_s)
         figures["exact_after"] = work.warehouse_equals_truth()
     return figures
 
@@ -106,7 +157,7 @@ def run() -> dict[str, Any]:
     results["sqlite"] = sqlite = measure(startup_s, None)
     print(f"SQLite: {json.dumps(sqlite)}", flush=True)
     with postgres_server(free_port()) as server:
-        results["postgres"] = postgres = measure(startup_s, server.create_database("dagster"))
+        results["postgres"] = postgres = measure(startup_s, server)
     print(f"PostgreSQL: {json.dumps(postgres)}", flush=True)
     results["postgres_over_sqlite"] = ratio = ratios(sqlite, postgres)
     for sync, label in (("first_sync", "first sync"), ("no_change", "nothing changed")):
@@ -118,6 +169,12 @@ def run() -> dict[str, Any]:
             ),
             flush=True,
         )
+    print(
+        f"PostgreSQL connections opened: first sync {postgres['first_sync']['connections']:,}, "
+        f"nothing changed {postgres['no_change']['connections']:,}; "
+        f"one connection (password checked, select 1): {postgres['connect_ms']} ms",
+        flush=True,
+    )
     return results
 
 
