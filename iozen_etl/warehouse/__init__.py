@@ -14,7 +14,7 @@ from iozen_etl.warehouse.query import (
     format_table,
     run_query,
 )
-from iozen_etl.warehouse.report import LoadReport, RejectedFile
+from iozen_etl.warehouse.report import LoadReport, RejectedFile, WorkspacesFailed
 
 __all__ = [
     "CheckResult",
@@ -25,6 +25,7 @@ __all__ = [
     "TableCounts",
     "WarehouseBusy",
     "WarehouseMissing",
+    "WorkspacesFailed",
     "dataframe",
     "files_owed",
     "format_table",

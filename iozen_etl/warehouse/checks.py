@@ -16,6 +16,7 @@ import duckdb
 
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse.merge import scalar
+from iozen_etl.warehouse.sql_files import quoted
 
 ERROR = "ERROR"
 WARN = "WARN"
@@ -202,7 +203,8 @@ def _newest_in_sync_state(con: duckdb.DuckDBPyConnection, column: str) -> dateti
     """The newest value of a ``sync_state`` time column, written as ISO text or Unix seconds."""
     kind = con.execute(
         "select data_type from duckdb_columns() where table_name = 'sync_state'"
-        " and schema_name = 'main' and column_name = ?",
+        " and schema_name = current_schema() and database_name = current_database()"
+        " and column_name = ?",
         [column],
     ).fetchall()
     if not kind:
@@ -277,11 +279,13 @@ CHECK_SETTINGS: dict[str, str | bool | int | float | list[str]] = {"memory_limit
 
 @contextlib.contextmanager
 def published_connection(paths: DataPaths) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only, memory-bounded connection to the published snapshot (what analysts see)."""
+    """A read-only, memory-bounded connection to the published snapshot (what analysts see),
+    in the schema of ``paths``: the checks name their tables unqualified."""
     settings = {**CHECK_SETTINGS, "temp_directory": str(paths.writer_db.parent / "spill")}
     con = duckdb.connect(str(paths.published_db), read_only=True, config=settings)
     try:
         con.execute("set enable_progress_bar = false")  # a session option: no bar on stderr
+        con.execute(f"use {quoted(paths.warehouse_schema)}")
         yield con
     finally:
         con.close()

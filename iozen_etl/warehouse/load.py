@@ -4,7 +4,8 @@ One load, under an exclusive lock: list the lake, check the new files' footers, 
 transaction apply ``sql/``, merge newest-wins (``merge.py``, ``merge_submissions.py``), record
 the files in the load ledger, mirror the SQLite state tables and refresh the per-bot wide views;
 then CHECKPOINT and publish a copy of the private writer file as ``iozen.duckdb``
-(``publish.py``).
+(``publish.py``). Several workspaces load in one writer session, each into its own schema and
+its own transactions, and are published together.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import overload
 
 import duckdb
 
@@ -33,9 +35,20 @@ from iozen_etl.warehouse.merge import (
 from iozen_etl.warehouse.merge_submissions import SubmissionBatch, merge_submissions
 from iozen_etl.warehouse.mirror import mirror_state
 from iozen_etl.warehouse.publish import Publication, publish_copy, writer_lock
-from iozen_etl.warehouse.report import LoadReport, RejectedFile, TableFacts, table_facts
-from iozen_etl.warehouse.sql_files import SQL_DIR, apply_sql
-from iozen_etl.warehouse.wide_views import WideViewChanges, refresh_wide_views, unchanged_views
+from iozen_etl.warehouse.report import (
+    LoadReport,
+    RejectedFile,
+    TableFacts,
+    WorkspacesFailed,
+    table_facts,
+)
+from iozen_etl.warehouse.sql_files import SQL_DIR, apply_sql, quoted, use_schema
+from iozen_etl.warehouse.wide_views import (
+    WideViewChanges,
+    refresh_wide_views,
+    unchanged_views,
+    views_schema_name,
+)
 
 # Rows (submissions + answers) merged per batch: bounds the load's memory, not its result.
 BATCH_ROWS = 1_000_000
@@ -56,8 +69,12 @@ WRITER_SETTINGS: dict[str, str | bool | int | float | list[str]] = {
 }
 
 
-def _read_ledger(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[int, int, int]]:
-    rows = con.execute("select path, size_bytes, mtime_ns, inode from load_ledger").fetchall()
+def _read_ledger(
+    con: duckdb.DuckDBPyConnection, schema: str | None = None
+) -> dict[str, tuple[int, int, int]]:
+    """The load ledger of ``schema`` (None: the connection's current schema)."""
+    table = "load_ledger" if schema is None else f"{quoted(schema)}.load_ledger"
+    rows = con.execute(f"select path, size_bytes, mtime_ns, inode from {table}").fetchall()
     return {str(path): (int(size), int(mtime), int(inode)) for path, size, mtime, inode in rows}
 
 
@@ -242,6 +259,80 @@ def _connect_writer(writer_db: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """One schema's committed load."""
+
+    new: _NewFiles
+    merged: _Merged
+    facts: TableFacts
+    seconds: dict[str, float]
+
+
+def _load_schema(
+    con: duckdb.DuckDBPyConnection,
+    paths: DataPaths,
+    mode: str,
+    clock: Callable[[], datetime],
+    sql_dir: Path,
+    batch_rows: int,
+) -> _Loaded:
+    """Load the lake and state file of ``paths`` into its schema; committed, not published.
+
+    A failure rolls back the transaction it happened in and is raised: nothing of it is left
+    in the writer file's other schemas.
+    """
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    started_at = clock()
+    # First, so that the ledger exists on a new warehouse; one commit, not one per file.
+    con.execute("begin transaction")
+    try:
+        use_schema(con, paths.warehouse_schema)
+        sql_changed = apply_sql(con, sql_dir) > 0
+        con.execute("commit")
+    except BaseException:
+        _rollback(con)
+        raise
+    new = _new_files(con, paths.parquet)
+    seconds["list_and_check"] = time.perf_counter() - started
+    con.execute("begin transaction")
+    try:
+        with _timed(seconds, "merge"):
+            merged = _merge(con, paths, new, clock, batch_rows, sql_changed)
+            con.execute(
+                "insert into load_runs values (?, ?, ?, ?, ?, ?)",
+                [merged.load_id, mode, started_at, clock(), len(new.good), len(new.rejected)],
+            )
+        with _timed(seconds, "commit"):
+            con.execute("commit")  # and checkpoint (WRITER_SETTINGS)
+    except BaseException:
+        _rollback(con)
+        raise
+    return _Loaded(new, merged, table_facts(con), seconds)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back the open transaction. A write that failed (disk full, file too large)
+    invalidates the database, and the rollback then fails too: the first error, which names
+    the file, is the one to raise. The transaction is not committed either way."""
+    with suppress(duckdb.Error):
+        con.execute("rollback")
+
+
+def _publish(
+    con: duckdb.DuckDBPyConnection, paths: DataPaths
+) -> tuple[Publication, dict[str, float]]:
+    """CHECKPOINT the writer file and publish it, with the time each took."""
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "checkpoint"):
+        con.execute("checkpoint")
+    with _timed(seconds, "publish"):
+        # Copied while the writer connection is still open: its lock keeps everyone else out.
+        publication = publish_copy(paths.writer_db, paths.published_db)
+    return publication, seconds
+
+
 def _load(
     paths: DataPaths,
     mode: str,
@@ -249,54 +340,85 @@ def _load(
     sql_dir: Path,
     batch_rows: int,
 ) -> LoadReport:
-    seconds: dict[str, float] = {}
     started = time.perf_counter()
-    started_at = clock()
     con = _connect_writer(paths.writer_db)
     try:
-        # First, so that the ledger exists on a new warehouse; one commit, not one per file.
-        con.execute("begin transaction")
-        sql_changed = apply_sql(con, sql_dir) > 0
-        con.execute("commit")
-        new = _new_files(con, paths.parquet)
-        seconds["list_and_check"] = time.perf_counter() - started
-        con.execute("begin transaction")
-        try:
-            with _timed(seconds, "merge"):
-                merged = _merge(con, paths, new, clock, batch_rows, sql_changed)
-                con.execute(
-                    "insert into load_runs values (?, ?, ?, ?, ?, ?)",
-                    [merged.load_id, mode, started_at, clock(), len(new.good), len(new.rejected)],
-                )
-            with _timed(seconds, "commit"):
-                con.execute("commit")  # and checkpoint (WRITER_SETTINGS)
-        except BaseException:
-            # A write that failed (disk full, file too large) invalidates the database, and
-            # the rollback then fails too: the first error, which names the file, is the one
-            # to raise. The transaction is not committed either way.
-            with suppress(duckdb.Error):
-                con.execute("rollback")
-            raise
-        facts = table_facts(con)
-        with _timed(seconds, "checkpoint"):
-            con.execute("checkpoint")
-        with _timed(seconds, "publish"):
-            # Copied while the writer connection is still open: its lock keeps everyone else out.
-            publication = publish_copy(paths.writer_db, paths.published_db)
+        loaded = _load_schema(con, paths, mode, clock, sql_dir, batch_rows)
+        publication, seconds = _publish(con, paths)
     finally:
         con.close()
     seconds["total"] = time.perf_counter() - started
-    return _report(mode, new, merged, facts, publication, seconds)
+    return _report(mode, loaded, publication, seconds)
+
+
+def _load_workspaces(
+    paths: DataPaths,
+    workspaces: Sequence[DataPaths],
+    mode: str,
+    clock: Callable[[], datetime],
+    sql_dir: Path,
+    batch_rows: int,
+) -> dict[str, LoadReport]:
+    """Each workspace into its schema, one after the other in one writer session, then one
+    publication; a workspace that fails is rolled back alone and named once the others are
+    published."""
+    _check_workspaces(paths, workspaces)
+    started = time.perf_counter()
+    loaded: dict[str, _Loaded] = {}
+    failures: dict[str, Exception] = {}
+    con = _connect_writer(paths.writer_db)
+    try:
+        for workspace in workspaces:
+            try:
+                loaded[workspace.warehouse_schema] = _load_schema(
+                    con, workspace, mode, clock, sql_dir, batch_rows
+                )
+            except Exception as error:
+                failures[workspace.warehouse_schema] = error
+        try:
+            publication, seconds = _publish(con, paths)
+        except Exception as error:
+            if not failures:
+                raise
+            # Nothing is published: the workspaces' errors say why (a failed write names its
+            # file; the checkpoint after it only says the database was invalidated).
+            raise _failed(failures, {}) from error
+    finally:
+        con.close()
+    seconds["total"] = time.perf_counter() - started
+    reports = {schema: _report(mode, one, publication, seconds) for schema, one in loaded.items()}
+    if failures:
+        raise _failed(failures, reports) from next(iter(failures.values()))
+    return reports
+
+
+def _failed(
+    failures: Mapping[str, Exception], loaded: Mapping[str, LoadReport]
+) -> WorkspacesFailed:
+    why = {schema: f"{type(error).__name__}: {error}" for schema, error in failures.items()}
+    return WorkspacesFailed(why, loaded)
+
+
+def _check_workspaces(paths: DataPaths, workspaces: Sequence[DataPaths]) -> None:
+    """Refuse workspaces that would share a schema or another warehouse."""
+    schemas = [w.warehouse_schema for w in workspaces]
+    taken = [*schemas, *(views_schema_name(schema) for schema in schemas)]
+    clashes = sorted({name for name in taken if taken.count(name) > 1})
+    if clashes:
+        raise ValueError(f"workspaces would share the warehouse schema(s) {', '.join(clashes)}")
+    elsewhere = [w.warehouse_schema for w in workspaces if w.writer_db != paths.writer_db]
+    if elsewhere:
+        raise ValueError(
+            f"workspace(s) {', '.join(elsewhere)} belong to another warehouse than {paths.root}"
+        )
 
 
 def _report(
-    mode: str,
-    new: _NewFiles,
-    merged: _Merged,
-    facts: TableFacts,
-    publication: Publication,
-    seconds: Mapping[str, float],
+    mode: str, loaded: _Loaded, publication: Publication, shared: Mapping[str, float]
 ) -> LoadReport:
+    """A schema's report: its own phases' seconds, and those of the publication it shared."""
+    new, merged, facts = loaded.new, loaded.merged, loaded.facts
+    seconds = {**loaded.seconds, **shared}
     return LoadReport(
         load_id=merged.load_id,
         mode=mode,
@@ -331,17 +453,61 @@ def lock_path(paths: DataPaths) -> Path:
     return paths.writer_db.with_name("load.lock")
 
 
+def _run(
+    paths: DataPaths,
+    workspaces: Sequence[DataPaths] | None,
+    mode: str,
+    clock: Callable[[], datetime],
+    sql_dir: Path,
+    batch_rows: int,
+) -> LoadReport | dict[str, LoadReport]:
+    if workspaces is None:
+        return _load(paths, mode, clock, sql_dir, batch_rows)
+    return _load_workspaces(paths, workspaces, mode, clock, sql_dir, batch_rows)
+
+
+@overload
 def load_warehouse(
     paths: DataPaths,
     *,
+    workspaces: None = None,
     wait: bool = True,
     clock: Callable[[], datetime] = _utc_now,
     sql_dir: Path = SQL_DIR,
     batch_rows: int = BATCH_ROWS,
-) -> LoadReport:
-    """Bring the lake files not loaded yet into the warehouse and publish it for readers."""
+) -> LoadReport: ...
+
+
+@overload
+def load_warehouse(
+    paths: DataPaths,
+    *,
+    workspaces: Sequence[DataPaths],
+    wait: bool = True,
+    clock: Callable[[], datetime] = _utc_now,
+    sql_dir: Path = SQL_DIR,
+    batch_rows: int = BATCH_ROWS,
+) -> dict[str, LoadReport]: ...
+
+
+def load_warehouse(
+    paths: DataPaths,
+    *,
+    workspaces: Sequence[DataPaths] | None = None,
+    wait: bool = True,
+    clock: Callable[[], datetime] = _utc_now,
+    sql_dir: Path = SQL_DIR,
+    batch_rows: int = BATCH_ROWS,
+) -> LoadReport | dict[str, LoadReport]:
+    """Bring the lake files not loaded yet into the warehouse and publish it for readers.
+
+    ``workspaces`` (each ``paths.for_workspace(name)``): load each into its own schema of the
+    data directory's warehouse, in one session and one publication, and return each one's
+    report by schema. A workspace that fails is rolled back alone; the others are published,
+    and then ``WorkspacesFailed`` names the failed ones (and holds the others' reports).
+    """
     with writer_lock(lock_path(paths), wait=wait):
-        return _load(paths, "incremental", clock, sql_dir, batch_rows)
+        return _run(paths, workspaces, "incremental", clock, sql_dir, batch_rows)
 
 
 def files_owed(paths: DataPaths) -> int:
@@ -351,29 +517,55 @@ def files_owed(paths: DataPaths) -> int:
     later sync that writes nothing new must still load them (the caller decides to load by
     this, not by what its own run wrote). Files whose footers fail their checks are not
     counted: every load rejects them again, and they would make every sync load. No published
-    warehouse, or one that cannot be read, owes every file.
+    warehouse, or one that cannot be read or lacks the schema of ``paths``, owes every file.
     """
     ledger: Mapping[str, tuple[int, int, int]] = {}
     if paths.published_db.exists():
         try:
             with duckdb.connect(str(paths.published_db), read_only=True) as con:
-                ledger = _read_ledger(con)
+                ledger = _read_ledger(con, paths.warehouse_schema)
         except duckdb.Error:
             ledger = {}
     footers = FooterChecks(paths.parquet)
     return sum(1 for f in list_lake(paths.parquet, ledger) if footers.check(f)[1] is None)
 
 
+@overload
 def rebuild_warehouse(
     paths: DataPaths,
     *,
+    workspaces: None = None,
     wait: bool = True,
     clock: Callable[[], datetime] = _utc_now,
     sql_dir: Path = SQL_DIR,
     batch_rows: int = BATCH_ROWS,
-) -> LoadReport:
-    """Recreate the warehouse from the lake alone (and the SQLite state), then publish it."""
+) -> LoadReport: ...
+
+
+@overload
+def rebuild_warehouse(
+    paths: DataPaths,
+    *,
+    workspaces: Sequence[DataPaths],
+    wait: bool = True,
+    clock: Callable[[], datetime] = _utc_now,
+    sql_dir: Path = SQL_DIR,
+    batch_rows: int = BATCH_ROWS,
+) -> dict[str, LoadReport]: ...
+
+
+def rebuild_warehouse(
+    paths: DataPaths,
+    *,
+    workspaces: Sequence[DataPaths] | None = None,
+    wait: bool = True,
+    clock: Callable[[], datetime] = _utc_now,
+    sql_dir: Path = SQL_DIR,
+    batch_rows: int = BATCH_ROWS,
+) -> LoadReport | dict[str, LoadReport]:
+    """Recreate the warehouse from the lake alone (and the SQLite state), then publish it;
+    with ``workspaces``, every one of their schemas (as ``load_warehouse``)."""
     with writer_lock(lock_path(paths), wait=wait):
         for leftover in (paths.writer_db, paths.writer_db.with_name(paths.writer_db.name + ".wal")):
             leftover.unlink(missing_ok=True)
-        return _load(paths, "rebuild", clock, sql_dir, batch_rows)
+        return _run(paths, workspaces, "rebuild", clock, sql_dir, batch_rows)

@@ -8,14 +8,16 @@ gives an empty table.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 
-from iozen_etl.sync.state import StateStore, StoredTable
+from iozen_etl.sync.state import StateFileError, StateStore, StoredTable
 from iozen_etl.warehouse.merge import scalar
+from iozen_etl.warehouse.sql_files import quoted
 
 MIRRORED_TABLES = ("sync_state", "replay_ledger")
 
@@ -42,10 +44,6 @@ _SQL_TYPES = {
     pa.bool_(): "boolean",
     pa.string(): "varchar",
 }
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _duckdb_type(declared: str) -> pa.DataType:
@@ -91,7 +89,11 @@ def mirror_state(con: duckdb.DuckDBPyConnection, state_db: Path) -> dict[str, in
     """Replace the mirrored tables with the SQLite copies; returns their row counts."""
     counts: dict[str, int] = {}
     for table in MIRRORED_TABLES:
-        stored = StateStore.read_table(state_db, table)
+        try:
+            stored = StateStore.read_table(state_db, table)
+        except sqlite3.Error as error:
+            # SQLite's message names no file ("file is not a database").
+            raise StateFileError(f"state file {state_db}: {error}") from error
         if stored is None:
             _empty_mirror(con, table)
             counts[table] = 0
@@ -103,7 +105,8 @@ def mirror_state(con: duckdb.DuckDBPyConnection, state_db: Path) -> dict[str, in
 def _empty_mirror(con: duckdb.DuckDBPyConnection, table: str) -> None:
     exists = scalar(
         con,
-        "select count(*) from duckdb_tables() where table_name = ? and schema_name = 'main'",
+        "select count(*) from duckdb_tables() where table_name = ?"
+        " and schema_name = current_schema() and database_name = current_database()",
         [table],
     )
     if exists:
@@ -114,7 +117,7 @@ def _empty_mirror(con: duckdb.DuckDBPyConnection, table: str) -> None:
 
 
 def _replace_mirror(con: duckdb.DuckDBPyConnection, table: str, data: pa.Table) -> int:
-    cols = ", ".join(f"{_quoted(f.name)} {_SQL_TYPES.get(f.type, 'varchar')}" for f in data.schema)
+    cols = ", ".join(f"{quoted(f.name)} {_SQL_TYPES.get(f.type, 'varchar')}" for f in data.schema)
     con.execute(f"create or replace table {table} ({cols})")
     if data.num_rows:
         # Inserted from Python lists: registering an Arrow table makes duckdb import pandas,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from iozen_etl.settings import DataPaths
+from iozen_etl.warehouse.sql_files import quoted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,8 +38,10 @@ class QueryResult:
 
 @contextlib.contextmanager
 def _published(paths: DataPaths) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection to ``iozen.duckdb``, closed at the end; DuckDB's errors become a
-    ``QueryFailed`` with its first line (which names the table or column it could not find)."""
+    """A read-only connection to ``iozen.duckdb`` in the schema of ``paths`` (``main``, or a
+    workspace's), closed at the end; DuckDB's errors become a ``QueryFailed`` with its first
+    line (which names the table or column it could not find). Any schema is read by its name:
+    ``select * from acme.submissions``."""
     if not paths.published_db.exists():
         raise WarehouseMissing(
             f"no warehouse at {paths.published_db}: run `iozen-etl sync` or `iozen-etl rebuild`"
@@ -48,6 +51,7 @@ def _published(paths: DataPaths) -> Iterator[duckdb.DuckDBPyConnection]:
     # A load publishes by renaming a new file into place, so a reader never blocks it.
     con = duckdb.connect(str(paths.published_db), read_only=True)
     try:
+        con.execute(f"use {quoted(paths.warehouse_schema)}")
         yield con
     except duckdb.Error as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else "error"

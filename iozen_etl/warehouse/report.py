@@ -65,6 +65,17 @@ class LoadReport:
         }
 
 
+class WorkspacesFailed(RuntimeError):
+    """A load of several workspaces in which some failed: each was rolled back alone, and the
+    others were committed and published (``loaded``; empty if the publication failed too)."""
+
+    def __init__(self, failures: Mapping[str, str], loaded: Mapping[str, LoadReport]) -> None:
+        self.failures = dict(failures)  # schema -> why, as "ErrorClass: message"
+        self.loaded = dict(loaded)
+        reasons = "; ".join(f"{schema}: {why}" for schema, why in self.failures.items())
+        super().__init__(f"warehouse load failed for workspace(s) {reasons}")
+
+
 @dataclass(frozen=True)
 class TableFacts:
     """Each reported table's row count, its columns' types, and the comments of those that
@@ -94,7 +105,7 @@ def _column_schemas(
     comments: dict[str, dict[str, str]] = {table: {} for table in REPORTED_TABLES}
     rows = con.execute(
         "select table_name, column_name, data_type, comment from duckdb_columns()"
-        " where schema_name = 'main' and database_name = current_database()"
+        " where schema_name = current_schema() and database_name = current_database()"
         " order by table_name, column_index"
     ).fetchall()
     for table, column, data_type, comment in rows:

@@ -35,8 +35,23 @@ def sql_files(sql_dir: Path = SQL_DIR) -> list[Path]:
     return files
 
 
+def quoted(name: str) -> str:
+    """A name as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def use_schema(con: duckdb.DuckDBPyConnection, schema: str) -> None:
+    """Make ``schema`` (created if new) the connection's current schema.
+
+    The sql/ files and the load's statements name their tables unqualified: they resolve in
+    the current schema, so one warehouse holds a workspace per schema with the same files.
+    """
+    con.execute(f"create schema if not exists {quoted(schema)}")
+    con.execute(f"use {quoted(schema)}")
+
+
 def apply_sql(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> int:
-    """Apply the sql/ files the warehouse has not applied in their current version.
+    """Apply the sql/ files the current schema has not applied in their current version.
 
     Re-creating an unchanged view would still rewrite the catalog at every CHECKPOINT.
     Returns how many files were applied.
@@ -44,7 +59,7 @@ def apply_sql(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> int:
     known = scalar(
         con,
         "select count(*) from duckdb_tables() where table_name = 'sql_files_applied'"
-        " and schema_name = 'main' and database_name = current_database()",
+        " and schema_name = current_schema() and database_name = current_database()",
     )
     applied: dict[str, str] = {}
     if known:

@@ -1,7 +1,8 @@
 """Per-bot wide views: one row per submission, one typed column per field of the bot's schema.
 
 They live in the schema ``bots`` under a slug of the bot's name (``bots.customer_onboarding``;
-a second bot with the same slug, created later, gets ``_2``). Values come from
+a second bot with the same slug, created later, gets ``_2``); a workspace's, loaded into the
+schema ``acme``, in ``acme_bots`` (``acme_bots.customer_onboarding``). Values come from
 ``v_answer_values`` (sql/400: each answer read as text, number, boolean and date with
 ``try_cast``), so a bad value is a NULL, never a failed query. Answers to fields the schema
 does not declare are not columns; they stay in ``data``.
@@ -14,6 +15,8 @@ import re
 from dataclasses import dataclass
 
 import duckdb
+
+from iozen_etl.warehouse.sql_files import quoted
 
 BASE_COLUMNS = ("submission_id", "status", "is_test", "created_at", "updated_at")
 
@@ -85,7 +88,39 @@ def _field_expression(field_name: str, field_type: str | None) -> str:
     return f"string_agg(a.text, ', ' order by a.position) filter (where {match})"
 
 
-def view_definition(view_name: str, bot_id: str, fields: list[tuple[str, str | None]]) -> str:
+def views_schema_name(schema: str) -> str:
+    """The schema holding the wide views of the tables of ``schema``."""
+    return "bots" if schema == "main" else f"{schema}_bots"
+
+
+@dataclass(frozen=True)
+class ViewsPlace:
+    """Where the wide views of the tables of ``schema`` go, and how their query names those
+    tables, as SQL."""
+
+    schema: str
+
+    @property
+    def views_schema(self) -> str:
+        # main's are as they have always been: its existing views keep their recorded
+        # definitions, so no load recreates them.
+        name = views_schema_name(self.schema)
+        return name if self.schema == "main" else quoted(name)
+
+    @property
+    def tables(self) -> str:
+        """The prefix of a table name in a view's query. A query run through ``query()``
+        resolves its names when it is run, in the reader's current schema (main, for an
+        analyst), not in the view's: another schema's views name their tables with it."""
+        return "" if self.schema == "main" else f"{quoted(self.schema)}."
+
+
+def view_definition(
+    view_name: str,
+    bot_id: str,
+    fields: list[tuple[str, str | None]],
+    place: ViewsPlace = ViewsPlace("main"),
+) -> str:
     """The ``create or replace view`` statement of one bot's wide view.
 
     The select is stored as one string, run through DuckDB's ``query()``: DuckDB keeps a
@@ -102,14 +137,17 @@ def view_definition(view_name: str, bot_id: str, fields: list[tuple[str, str | N
         selected.append(f'{_field_expression(field_name, field_type)} as "{column}"')
     select = (
         f"select {', '.join(selected)}"
-        " from submissions as s left join v_answer_values as a on a.submission_id = s.id"
-        f" where s.intake_bot_id = {_literal(bot_id)} group by all"
+        f" from {place.tables}submissions as s left join {place.tables}v_answer_values as a"
+        f" on a.submission_id = s.id where s.intake_bot_id = {_literal(bot_id)} group by all"
     )
-    return f'create or replace view bots."{view_name}" as select * from query({_literal(select)})'
+    return (
+        f'create or replace view {place.views_schema}."{view_name}"'
+        f" as select * from query({_literal(select)})"
+    )
 
 
-def desired_views(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
-    """view name -> (bot id, definition) for every bot, from the current tables."""
+def desired_views(con: duckdb.DuckDBPyConnection, place: ViewsPlace) -> dict[str, tuple[str, str]]:
+    """view name -> (bot id, definition) for every bot, from the current schema's tables."""
     bots = con.execute(
         "select id, name from intake_bots order by created_at nulls last, id"
     ).fetchall()
@@ -127,14 +165,17 @@ def desired_views(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
         view_name = _unique(slug(bot_name, "bot"), taken)
         wanted[view_name] = (
             str(bot_id),
-            view_definition(view_name, str(bot_id), fields.get(str(bot_id), [])),
+            view_definition(view_name, str(bot_id), fields.get(str(bot_id), []), place),
         )
     return wanted
 
 
 def refresh_wide_views(con: duckdb.DuckDBPyConnection) -> WideViewChanges:
-    """Create, redefine and drop views in ``bots`` so they match the bots' current schemas."""
-    wanted = desired_views(con)
+    """Create, redefine and drop the current schema's wide views so they match its bots'
+    current schemas."""
+    place = ViewsPlace(str(con.execute("select current_schema()").fetchall()[0][0]))
+    con.execute(f"create schema if not exists {place.views_schema}")
+    wanted = desired_views(con, place)
     recorded = {
         str(name): str(definition)
         for name, definition in con.execute(
@@ -143,7 +184,7 @@ def refresh_wide_views(con: duckdb.DuckDBPyConnection) -> WideViewChanges:
     }
     dropped = 0
     for name in recorded.keys() - wanted.keys():
-        con.execute(f'drop view if exists bots."{name}"')
+        con.execute(f'drop view if exists {place.views_schema}."{name}"')
         dropped += 1
     created = 0
     for name, (_bot_id, definition) in wanted.items():

@@ -1,4 +1,5 @@
-"""The published warehouse read back, as an analyst would: read-only connections."""
+"""The published warehouse read back, as an analyst would: read-only connections, in the
+schema of the paths given (``main``, or a workspace's)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,22 @@ from typing import Any
 import duckdb
 
 from iozen_etl.settings import DataPaths
+from iozen_etl.warehouse.sql_files import quoted
+
+
+def _connect(paths: DataPaths) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect(str(paths.published_db), read_only=True)
+    try:
+        con.execute(f"use {quoted(paths.warehouse_schema)}")
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def fetch(paths: DataPaths, sql: str, params: Sequence[object] = ()) -> list[tuple[Any, ...]]:
     """Rows from the published snapshot, through a fresh read-only connection."""
-    con = duckdb.connect(str(paths.published_db), read_only=True)
+    con = _connect(paths)
     try:
         return con.execute(sql, list(params)).fetchall()
     finally:
@@ -27,7 +39,7 @@ class Published:
     """The published warehouse, opened read-only once for several queries."""
 
     def __init__(self, paths: DataPaths) -> None:
-        self._con = duckdb.connect(str(paths.published_db), read_only=True)
+        self._con = _connect(paths)
 
     def __enter__(self) -> Published:
         return self

@@ -1,2 +1,0 @@
--- per-bot wide views live here: select * from bots.customer_onboarding
-create schema if not exists bots;
