@@ -20,7 +20,7 @@ from pathlib import Path
 
 AREAS = [
     *("sandbox", "client", "sync", "profile", "warehouse", "replay", "pipeline", "changes"),
-    *("events", "instance", "compare"),
+    *("events", "instance", "workspaces", "compare"),
 ]
 
 

@@ -56,6 +56,8 @@ def sandbox_process(*options: str) -> Iterator[tuple[str, str]]:
     finally:
         child.terminate()
         child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()
 
 
 # Runs the command in argv[1:] and prints the peak RSS (KiB) and CPU seconds of that child alone.
