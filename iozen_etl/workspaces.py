@@ -29,8 +29,13 @@ from iozen_etl.settings import API_KEY_ENV, workspaces_file_from_env
 
 DEFAULT_WORKSPACE = "default"
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
-# A schema DuckDB already has, and the name of the workspace of the environment.
-_RESERVED = {"main", DEFAULT_WORKSPACE, "information_schema", "pg_catalog", "temp"}
+# Names DuckDB or the warehouse already use (schemas, the writer and published databases'
+# names, the wide views' schema ``bots``), and the workspace of the environment's. A name ending
+# in ``_bots`` is refused too: that is the schema of another workspace's wide views.
+_RESERVED = {
+    *("main", "information_schema", "pg_catalog", "temp", "system", "memory"),
+    *("iozen", "iozen_write", "bots", DEFAULT_WORKSPACE),
+}
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELDS = {"api_key_env", "base_url", "in_progress_refresh_limit"}
 
@@ -82,10 +87,11 @@ def load_workspaces(path: Path | None = None) -> list[Workspace]:
 
 def _workspace(path: Path, name: str, entry: object) -> Workspace:
     where = f"{path}: [workspaces.{name}]"
-    if not _NAME.fullmatch(name) or name in _RESERVED:
+    if not _NAME.fullmatch(name) or name in _RESERVED or name.endswith("_bots"):
         raise WorkspacesFileError(
             f"{where}: a name is a lower-case letter then up to 39 lower-case letters, digits "
-            f"or underscores, and not one of {', '.join(sorted(_RESERVED))}"
+            f"or underscores, does not end in _bots, and is not one of "
+            f"{', '.join(sorted(_RESERVED))}"
         )
     if not isinstance(entry, dict):
         raise WorkspacesFileError(f"{where}: expected a table")

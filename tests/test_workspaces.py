@@ -61,6 +61,8 @@ api_key_env = "IOZEN_API_KEY_ACME"
         ('[workspaces.Acme]\napi_key_env = "K"\n', "[workspaces.Acme]: a name is"),
         ('[workspaces.main]\napi_key_env = "K"\n', "[workspaces.main]: a name is"),
         ('[workspaces.default]\napi_key_env = "K"\n', "[workspaces.default]: a name is"),
+        ('[workspaces.iozen]\napi_key_env = "K"\n', "[workspaces.iozen]: a name is"),
+        ('[workspaces.acme_bots]\napi_key_env = "K"\n', "[workspaces.acme_bots]: a name is"),
         ("[workspaces.acme]\n", "api_key_env must name the environment variable"),
         ('[workspaces.acme]\napi_key_env = "sk live 123"\n', "the key itself never goes"),
         ('[workspaces.acme]\napi_key = "K"\napi_key_env = "K"\n', "unknown field(s) api_key"),

@@ -41,6 +41,9 @@ class Workspaces:
             **{member.key_env: member.key for member in self.members},
         }
 
+    def names(self) -> list[str]:
+        return [member.name for member in self.members]
+
     def __getitem__(self, name: str) -> ServedWorkspace:
         return next(member for member in self.members if member.name == name)
 
