@@ -76,7 +76,7 @@ class DataPaths:
         return replace(
             self,
             root=self.root / "workspaces" / name,
-            lake_uri=None if self.lake_uri is None else f"{self.lake_uri.rstrip('/')}/{name}",
+            lake_uri=None if self.lake_uri is None else _lake_prefix(self.lake_uri, name),
             warehouse_root=self._warehouse_root,
             warehouse_schema=name,
         )
@@ -125,6 +125,13 @@ class DataPaths:
     def inbox(self) -> Path:
         """CSV files dropped here are replayed by the inbox sensor."""
         return self.root / "inbox"
+
+
+def _lake_prefix(lake_uri: str, name: str) -> str:
+    """``name`` under the lake URI's path, before its query (``s3://b/p?region=x`` ->
+    ``s3://b/p/name?region=x``)."""
+    location, mark, query = lake_uri.partition("?")
+    return f"{location.rstrip('/')}/{name}{mark}{query}"
 
 
 def workspaces_file_from_env() -> Path | None:

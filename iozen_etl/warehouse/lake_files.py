@@ -1,17 +1,33 @@
 """Find the Parquet files of the lake, tell which ones the warehouse has not loaded yet, and
-check by their footers that those can be loaded."""
+check by their footers that those can be loaded.
+
+A local lake is walked with ``os.scandir``; an object store's is listed with pyarrow's
+``FileSelector``. Either way a file's version is what the listing gives, without reading it.
+"""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from iozen_etl.sync.lake_location import ObjectStore
 from iozen_etl.sync.schemas import LAKE_TABLES
+
+# An object store gives modification times to the second (S3's LastModified), and its objects
+# have no inode: a page rewritten with the same size within the second a load listed it would
+# look unchanged. An object listed younger than this is recorded as unsettled, and every load
+# takes it again until one lists it settled. The margin is that second plus any skew between
+# the store's clock and this machine's.
+SETTLE_NS = 5_000_000_000
+# The third part of an object's version, in place of an inode.
+SETTLED, UNSETTLED = 0, 1
 
 
 @dataclass(frozen=True)
@@ -27,7 +43,8 @@ class LakeFile:
     size_bytes: int
     mtime_ns: int
     # Coarse file-system clocks can give a rewrite within the same tick the same mtime; the
-    # atomic rewrite always makes a new inode, so the inode tells the two apart.
+    # atomic rewrite always makes a new inode, so the inode tells the two apart. An object of
+    # an object store has SETTLED or UNSETTLED here (``list_object_lake``).
     inode: int
 
     @property
@@ -72,6 +89,36 @@ def list_lake(
                     version = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
                     if known is None or known(rel) != version:
                         found.append(LakeFile(table, rel, *version))
+    found.sort(key=lambda f: (f.table, f.rel_path))
+    return found
+
+
+def list_object_lake(
+    store: ObjectStore, loaded: Mapping[str, tuple[int, int, int]] | None = None
+) -> list[LakeFile]:
+    """``list_lake`` for a lake in an object store: its objects, listed table by table.
+
+    An object is new when the ledger does not hold it as it is now, or holds it as unsettled
+    (see ``SETTLE_NS``).
+    """
+    listed_at = time.time_ns()
+    found: list[LakeFile] = []
+    prefix = len(str(store.base)) + 1
+    for table in LAKE_TABLES:
+        selector = pafs.FileSelector(store.path(table), recursive=True, allow_not_found=True)
+        for info in store.filesystem.get_file_info(selector):
+            if info.type != pafs.FileType.File or not info.path.endswith(".parquet"):
+                continue
+            rel = info.path[prefix:]
+            # Dot-files are never the lake's (the local writers' temporary names).
+            if any(part.startswith(".") for part in rel.split("/")):
+                continue
+            mtime_ns = int(info.mtime_ns or 0)
+            young = listed_at - mtime_ns < SETTLE_NS
+            version = (int(info.size), mtime_ns, UNSETTLED if young else SETTLED)
+            held = None if loaded is None else loaded.get(rel)
+            if held is None or held != version or held[2] == UNSETTLED:
+                found.append(LakeFile(table, rel, *version))
     found.sort(key=lambda f: (f.table, f.rel_path))
     return found
 
@@ -121,8 +168,11 @@ class FooterChecks:
     # Schemas remembered per table; a lake with more distinct ones is judged file by file.
     REMEMBERED = 16
 
-    def __init__(self, lake_root: Path) -> None:
+    def __init__(self, lake_root: PurePath, filesystem: pafs.FileSystem | None = None) -> None:
+        # A local folder, or (given its filesystem) an object store's base: pyarrow reads only
+        # the footer of an object, with ranged requests.
         self._lake_root = lake_root
+        self._filesystem = filesystem
         self._seen: dict[str, list[tuple[pq.ParquetSchema, bytes, str | None, int]]] = {}
         self._layouts = 0
 
@@ -142,7 +192,8 @@ class FooterChecks:
     def check(self, lake_file: LakeFile) -> tuple[int, str | None, int]:
         """(row count, None, layout) or (0, why the file cannot be loaded, -1)."""
         try:
-            metadata = pq.read_metadata(self._lake_root / lake_file.rel_path)
+            where = self._lake_root / lake_file.rel_path
+            metadata = pq.read_metadata(str(where), filesystem=self._filesystem)
         except (OSError, pa.ArrowException) as error:
             return 0, f"unreadable Parquet file: {error}", -1
         problems, layout = self._judge(lake_file.table, metadata)

@@ -22,7 +22,8 @@ import duckdb
 
 from iozen_etl.settings import DataPaths
 from iozen_etl.sync.schemas import LAKE_TABLES
-from iozen_etl.warehouse.lake_files import FooterChecks, LakeFile, list_lake
+from iozen_etl.warehouse.lake_files import FooterChecks, LakeFile
+from iozen_etl.warehouse.lake_source import LakeSource, open_source
 from iozen_etl.warehouse.merge import (
     SNAPSHOT_TABLES,
     TableCounts,
@@ -135,6 +136,9 @@ def _bot_batches(files: Sequence[tuple[LakeFile, int]], batch_rows: int) -> list
 class _NewFiles:
     """The lake files the ledger does not hold as they are now, checked by their footers."""
 
+    # Where they are read (``source.root``): the lake, or local copies of its objects, which
+    # ``source.close()`` removes.
+    source: LakeSource
     ledger: Mapping[str, tuple[int, int, int]]
     good: list[tuple[LakeFile, int]]  # with their row counts
     layouts: Mapping[str, int]  # rel_path -> layout number (equal schemas, equal numbers)
@@ -151,19 +155,26 @@ class _Merged:
     wide_views: WideViewChanges
 
 
-def _new_files(con: duckdb.DuckDBPyConnection, lake_root: Path) -> _NewFiles:
+def _new_files(con: duckdb.DuckDBPyConnection, paths: DataPaths) -> _NewFiles:
+    """The new files of the lake of ``paths``, fetched where they can be read (the caller
+    closes their ``source`` once merged)."""
     ledger = _read_ledger(con)
     good: list[tuple[LakeFile, int]] = []
     layouts: dict[str, int] = {}
     rejected: list[RejectedFile] = []
-    footers = FooterChecks(lake_root)
-    for lake_file in list_lake(lake_root, ledger):
-        row_count, reason, layouts[lake_file.rel_path] = footers.check(lake_file)
-        if reason is None:
-            good.append((lake_file, row_count))
-        else:
-            rejected.append(RejectedFile(lake_file.rel_path, reason))
-    return _NewFiles(ledger, good, layouts, rejected)
+    source = open_source(paths)
+    try:
+        footers = FooterChecks(source.root)
+        for lake_file in source.fetch(source.list_files(ledger)):
+            row_count, reason, layouts[lake_file.rel_path] = footers.check(lake_file)
+            if reason is None:
+                good.append((lake_file, row_count))
+            else:
+                rejected.append(RejectedFile(lake_file.rel_path, reason))
+    except BaseException:
+        source.close()
+        raise
+    return _NewFiles(source, ledger, good, layouts, rejected)
 
 
 def _paths_of(lake_root: Path, table: str, chosen: Sequence[LakeFile]) -> list[str]:
@@ -226,7 +237,7 @@ def _merge(
 ) -> _Merged:
     """The load's work inside its transaction, up to (not including) its ``load_runs`` row."""
     load_id = scalar(con, "select coalesce(max(load_id), 0) + 1 from load_runs")
-    tables = _merge_all(con, paths.parquet, new, load_id, batch_rows)
+    tables = _merge_all(con, new.source.root, new, load_id, batch_rows)
     _record_files(con, new.good, load_id, clock())
     mirrored = mirror_state(con, paths.state_db)
     schemas_moved = any(
@@ -294,7 +305,7 @@ def _load_schema(
     except BaseException:
         _rollback(con)
         raise
-    new = _new_files(con, paths.parquet)
+    new = _new_files(con, paths)
     seconds["list_and_check"] = time.perf_counter() - started
     con.execute("begin transaction")
     try:
@@ -309,6 +320,8 @@ def _load_schema(
     except BaseException:
         _rollback(con)
         raise
+    finally:
+        new.source.close()  # the local copies of an object store's objects
     return _Loaded(new, merged, table_facts(con), seconds)
 
 
@@ -518,6 +531,8 @@ def files_owed(paths: DataPaths) -> int:
     this, not by what its own run wrote). Files whose footers fail their checks are not
     counted: every load rejects them again, and they would make every sync load. No published
     warehouse, or one that cannot be read or lacks the schema of ``paths``, owes every file.
+    An object of an object store stays owed while the ledger holds it as unsettled
+    (``lake_files.SETTLE_NS``): the next load takes it again.
     """
     ledger: Mapping[str, tuple[int, int, int]] = {}
     if paths.published_db.exists():
@@ -526,8 +541,9 @@ def files_owed(paths: DataPaths) -> int:
                 ledger = _read_ledger(con, paths.warehouse_schema)
         except duckdb.Error:
             ledger = {}
-    footers = FooterChecks(paths.parquet)
-    return sum(1 for f in list_lake(paths.parquet, ledger) if footers.check(f)[1] is None)
+    source = open_source(paths)
+    footers = source.footers()
+    return sum(1 for f in source.list_files(ledger) if footers.check(f)[1] is None)
 
 
 @overload
