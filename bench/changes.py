@@ -115,6 +115,7 @@ class Workspace:
             "bot_partitions_materialized": materialized,
             "requests": requests,
             "peak_rss_mb": round(measured["peak_rss_mb"], 1),
+            "cpu_s": round(measured["cpu_s"], 2),
         }
 
     def warehouse_equals_truth(self) -> bool:

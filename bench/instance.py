@@ -9,9 +9,11 @@ Both instances get Dagster's switches the Makefile exports (``EVENT_BATCHING``),
 the child processes rather than taken from the caller's environment. Each instance is opened
 once before the first sync, so its tables exist and the first sync's figures are those of a
 deployed instance; the seconds that took are reported apart. The PostgreSQL server shares this
-machine's cores with the sync. On PostgreSQL each sync also reports the connections it opened
-(the server's ``pg_stat_database.sessions``): dagster-postgres opens one per storage call outside
-the webserver, so a connection's cost (``connect_ms``, measured here too) is paid per event.
+machine's cores with the sync, so each sync also reports its CPU seconds (the command's, its
+load's child included) and, on PostgreSQL, the server's, which vary less than wall times on a
+busy machine. On PostgreSQL each sync also reports the connections it opened (the server's
+``pg_stat_database.sessions``): dagster-postgres opens one per storage call outside the
+webserver, so a connection's cost (``connect_ms``, measured here too) is paid per event.
 
 Run: ``python -m bench instance``.
 """
@@ -42,7 +44,7 @@ from bench.support import free_port
 
 BOTS = changes.WIDE_BOTS
 PER_BOT = changes.WIDE_PER_BOT
-FIGURES = ("wall_s", "dagster_s", "events")
+FIGURES = ("wall_s", "dagster_s", "cpu_s", "events")
 STATS_SETTLE_S = 1.0
 
 
@@ -124,9 +126,11 @@ def measure(startup_s: float, server: PostgresServer | None) -> dict[str, Any]:
         figures["create_s"] = round(create_instance(work.home), 2)
         for name in ("first_sync", "no_change"):
             before = sessions.count() if sessions else 0
+            cpu_before = server.cpu_seconds() if server else 0.0
             figures[name] = work.sync(startup_s)
-            if sessions:
+            if sessions and server:
                 figures[name]["connections"] = sessions.count() - before
+                figures[name]["server_cpu_s"] = round(server.cpu_seconds() - cpu_before, 2)
         first = figures["first_sync"]
         first["dagster_ms_per_bot"] = round(1000 * first["dagster_s"] / BOTS, 2)
         figures["exact_after"] = work.warehouse_equals_truth()
@@ -169,10 +173,12 @@ def run() -> dict[str, Any]:
             ),
             flush=True,
         )
+    first, unchanged = postgres["first_sync"], postgres["no_change"]
     print(
-        f"PostgreSQL connections opened: first sync {postgres['first_sync']['connections']:,}, "
-        f"nothing changed {postgres['no_change']['connections']:,}; "
-        f"one connection (password checked, select 1): {postgres['connect_ms']} ms",
+        f"PostgreSQL server CPU: first sync {first['server_cpu_s']} s, nothing changed "
+        f"{unchanged['server_cpu_s']} s; connections opened: {first['connections']:,}, "
+        f"{unchanged['connections']:,}; one connection (password checked, select 1): "
+        f"{postgres['connect_ms']} ms",
         flush=True,
     )
     return results

@@ -28,7 +28,7 @@ from bench.sync import BOTS, bare_fetch, sandbox_process
 def timed_cli_sync(
     base_url: str, api_key: str, data_dir: Path, dagster_home: Path
 ) -> dict[str, Any]:
-    """One ``iozen-etl sync`` in a child process: wall time and peak RSS."""
+    """One ``iozen-etl sync`` in a child process: wall time, peak RSS and CPU seconds."""
     env = support.child_env(
         IOZEN_API_KEY=api_key,
         IOZEN_BASE_URL=base_url,
@@ -36,7 +36,7 @@ def timed_cli_sync(
         DAGSTER_HOME=str(dagster_home),
     )
     measured = support.measured_run([sys.executable, "-m", "iozen_etl", "sync"], env)
-    return {"wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb}
+    return {"wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb, "cpu_s": measured.cpu_s}
 
 
 def warehouse_rows(data_dir: Path) -> int:

@@ -132,6 +132,22 @@ class PostgresServer:
     """A running server; ``create_database`` makes a new, empty database on it."""
 
     superuser: PostgresDatabase  # the maintenance database, "postgres"
+    data_dir: Path
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the server has used so far: the postmaster, the connections' processes
+        it has reaped, and its processes still running (Linux's /proc)."""
+        pid = int((self.data_dir / "postmaster.pid").read_text().split()[0])
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = sum(_proc_stat(pid)[11:15])  # utime, stime, cutime, cstime
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = _proc_stat(int(stat.parent.name))
+            except (OSError, ValueError):
+                continue  # gone since the listing
+            if fields[1] == pid:  # ppid
+                total += fields[11] + fields[12]
+        return total / ticks
 
     def create_database(self, name: str) -> PostgresDatabase:
         engine = self.superuser.engine().execution_options(isolation_level="AUTOCOMMIT")
@@ -209,7 +225,7 @@ def postgres_server(port: int) -> Iterator[PostgresServer]:
             log=log,
         )
         try:
-            yield PostgresServer(PostgresDatabase(HOST, port, SUPERUSER, password))
+            yield PostgresServer(PostgresDatabase(HOST, port, SUPERUSER, password), data)
         finally:
             _run(
                 as_root,
@@ -239,3 +255,10 @@ def _run(as_root: bool, binary: Path, *args: str, log: Path) -> None:
             f"{binary.name} failed ({done.returncode}): "
             f"{(done.stdout + done.stderr).strip()[-2000:]}\n{tail}"
         )
+
+
+def _proc_stat(pid: int) -> list[int]:
+    """The numeric fields of /proc/<pid>/stat after the command name: [state (0), ppid, ...]."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    after_name = text[text.rindex(")") + 2 :].split()
+    return [0, *(int(field) for field in after_name[1:])]
