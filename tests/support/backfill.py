@@ -40,11 +40,22 @@ class BackfillResult:
     runs_succeeded: int
 
 
-def run_ui_backfill(instance: dg.DagsterInstance, partition_keys: Sequence[str]) -> BackfillResult:
-    """Backfill ``submissions`` partitions as the UI does (GraphQL ``launchPartitionBackfill``),
-    then run the backfill daemon's iterations until it is done."""
+def run_ui_backfill(
+    instance: dg.DagsterInstance,
+    partition_keys: Sequence[str],
+    *,
+    asset: Sequence[str] = ("submissions",),
+    target: LoadableTargetOrigin | None = None,
+) -> BackfillResult:
+    """Backfill partitions of ``asset`` (a path; a workspace's is ``(name, "submissions")``) as
+    the UI does (GraphQL ``launchPartitionBackfill``), then run the backfill daemon's
+    iterations until it is done. ``target``: where the definitions load from (default: the
+    module ``iozen_etl.definitions``)."""
     origin = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(executable_path=sys.executable, module_name="iozen_etl.definitions"),
+        target
+        or LoadableTargetOrigin(
+            executable_path=sys.executable, module_name="iozen_etl.definitions"
+        ),
         location_name="iozen",
     )
     with create_test_daemon_workspace_context(
@@ -56,7 +67,7 @@ def run_ui_backfill(instance: dg.DagsterInstance, partition_keys: Sequence[str])
             {
                 "params": {
                     "partitionNames": list(partition_keys),
-                    "assetSelection": [{"path": ["submissions"]}],
+                    "assetSelection": [{"path": list(asset)}],
                     "tags": [{"key": "iozen/requested_by", "value": "test"}],
                 }
             },
