@@ -9,6 +9,9 @@ leaves the others' API, lake objects, resume points and schemas as they were.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,7 +65,9 @@ def _objects(s3: S3Server, lake_uri: str, workspace: str) -> dict[str, tuple[int
     }
 
 
-def _untouched(workspaces: Workspaces, data_dir: DataPaths, s3: S3Server, lake_uri: str) -> dict:
+def _untouched(
+    workspaces: Workspaces, data_dir: DataPaths, s3: S3Server, lake_uri: str
+) -> dict[str, tuple[object, ...]]:
     """What a backfill of another workspace must leave as it is, for each good workspace."""
     facts = {}
     for name in GOOD:
@@ -137,3 +142,21 @@ def test_three_workspaces_into_one_s3_lake_and_one_warehouse_on_postgresql(
         # acme's backfilled bots were rescanned into its own prefix; it still equals its API.
         assert {bot_id_of(key) for key in chosen} <= {b["id"] for b in acme.sandbox.truth_bots()}
         assert_warehouse_equals_truth(acme.paths(data_dir), acme.sandbox)
+
+        # The warehouse lost, every workspace's schema comes back from the bucket.
+        shutil.rmtree(data_dir.writer_db.parent)
+        data_dir.published_db.unlink()
+        rebuilt = subprocess.run(
+            [sys.executable, "-m", "iozen_etl", "rebuild"],
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert rebuilt.returncode == 0, rebuilt.stderr
+        # hooli never got past its key: its schema is there, and empty.
+        assert not warehouse_submissions(workspaces["hooli"].paths(data_dir))
+        for name in GOOD:
+            assert f"(schema {name})" in rebuilt.stdout
+            member = workspaces[name]
+            assert_warehouse_equals_truth(member.paths(data_dir), member.sandbox)
