@@ -20,12 +20,13 @@ those accept. The file holds no key: only the names of the variables that do.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from iozen_etl.settings import API_KEY_ENV, workspaces_file_from_env
+from iozen_etl.settings import API_KEY_ENV, DataPaths, base_url_from_env, workspaces_file_from_env
 
 DEFAULT_WORKSPACE = "default"
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -60,6 +61,17 @@ class Workspace:
         """Whether the workspace is named by a workspaces file (its names carry a prefix)."""
         return self.name != DEFAULT_WORKSPACE
 
+    def api_key(self) -> str:
+        """The key, from the workspace's variable ("" when unset); for a client, never a log."""
+        return os.environ.get(self.api_key_env, "").strip()
+
+    def api_base_url(self) -> str:
+        return self.base_url or base_url_from_env()
+
+    def paths(self, data_dir: DataPaths) -> DataPaths:
+        """The workspace's own files under the data directory ``data_dir``."""
+        return data_dir.for_workspace(self.name) if self.from_file else data_dir
+
 
 ENVIRONMENT_WORKSPACE = Workspace(DEFAULT_WORKSPACE)
 
@@ -83,6 +95,20 @@ def load_workspaces(path: Path | None = None) -> list[Workspace]:
     if not isinstance(entries, dict) or not entries:
         raise WorkspacesFileError(f"{path}: no [workspaces.<name>] table")
     return [_workspace(path, name, entry) for name, entry in entries.items()]
+
+
+def choose_workspace(name: str | None, workspaces: list[Workspace]) -> Workspace:
+    """The workspace a command acts on: ``name``, or the only one there is."""
+    if name is None:
+        if len(workspaces) == 1:
+            return workspaces[0]
+        names = ", ".join(w.name for w in workspaces)
+        raise WorkspacesFileError(f"the workspaces file names several: choose one ({names})")
+    for workspace in workspaces:
+        if workspace.name == name:
+            return workspace
+    names = ", ".join(w.name for w in workspaces)
+    raise WorkspacesFileError(f"unknown workspace {name!r}; known: {names}")
 
 
 def _workspace(path: Path, name: str, entry: object) -> Workspace:

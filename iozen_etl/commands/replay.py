@@ -10,7 +10,6 @@ but some rows need a person (rejected, conflict, held, pending).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,10 +17,12 @@ from typing import TextIO
 
 from iozen_etl.api import IozenClient
 from iozen_etl.api.errors import IozenError
+from iozen_etl.commands.workspace_option import add_workspace_option, chosen_workspace
 from iozen_etl.replay.csvfile import CsvFileError
 from iozen_etl.replay.engine import replay_csv
 from iozen_etl.replay.report import ReplayProgress, ReplayReport
-from iozen_etl.settings import API_KEY_ENV, DataPaths, base_url_from_env
+from iozen_etl.settings import DataPaths
+from iozen_etl.workspaces import WorkspacesFileError
 
 PROBLEMS_SHOWN = 20
 EPILOG = """\
@@ -71,22 +72,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--concurrency", type=int, default=8, metavar="N", help="POSTs in flight (default 8)"
     )
+    add_workspace_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    api_key = os.environ.get(API_KEY_ENV, "").strip()
+    try:
+        workspace = chosen_workspace(args)
+    except WorkspacesFileError as error:
+        _say(str(error))
+        return 2
+    api_key = workspace.api_key()
     if not api_key:
-        _say(f"{API_KEY_ENV} is not set: export the ioZen API key to replay (it is never printed)")
+        _say(
+            f"{workspace.api_key_env} is not set: export the ioZen API key to replay "
+            "(it is never printed)"
+        )
         return 2
     if args.concurrency < 1:
         _say("--concurrency must be at least 1")
         return 2
     progress = ProgressLine(sys.stderr)
     try:
-        with IozenClient(api_key, base_url_from_env()) as client:
+        with IozenClient(api_key, workspace.api_base_url()) as client:
             report = replay_csv(
                 client,
-                DataPaths.from_env(),
+                workspace.paths(DataPaths.from_env()),
                 args.file,
                 bot_id=args.bot,
                 dry_run=args.dry_run,

@@ -15,19 +15,20 @@ from pathlib import Path
 
 from iozen_etl.api import IozenClient, IozenError
 from iozen_etl.api.models import Webhook
+from iozen_etl.commands.workspace_option import add_workspace_option, chosen_workspace
 from iozen_etl.settings import (
-    API_KEY_ENV,
     DEFAULT_RECEIVER_HOST,
     DEFAULT_RECEIVER_PORT,
     WEBHOOK_SECRET_ENV,
     DataPaths,
-    base_url_from_env,
 )
+from iozen_etl.workspaces import WorkspacesFileError
 
 SUBMISSION_EVENTS = ("submission.completed", "submission.updated")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    add_workspace_option(parser)
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     actions.add_parser("list", help="the workspace's endpoints (never their secrets)")
     create = actions.add_parser(
@@ -65,14 +66,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        workspace = chosen_workspace(args)
+    except WorkspacesFileError as error:
+        _say(str(error))
+        return 2
     if args.action == "serve":
-        return _serve(args)
-    api_key = os.environ.get(API_KEY_ENV, "").strip()
+        return _serve(args, workspace.paths(DataPaths.from_env()))
+    api_key = workspace.api_key()
     if not api_key:
-        _say(f"{API_KEY_ENV} is not set: export the ioZen API key (it is never printed)")
+        _say(f"{workspace.api_key_env} is not set: export the ioZen API key (it is never printed)")
         return 2
     try:
-        with IozenClient(api_key, base_url_from_env()) as client:
+        with IozenClient(api_key, workspace.api_base_url()) as client:
             if args.action == "list":
                 _list(client)
             elif args.action == "create":
@@ -133,7 +139,7 @@ def _read_secret(secret_file: Path | None) -> str:
     return os.environ.get(WEBHOOK_SECRET_ENV, "").strip()
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, paths: DataPaths) -> int:
     import uvicorn
 
     from iozen_etl.receiver import EventStore
@@ -147,7 +153,6 @@ def _serve(args: argparse.Namespace) -> int:
     if not secret:
         _say(f"no secret: set {WEBHOOK_SECRET_ENV} or pass --secret-file")
         return 2
-    paths = DataPaths.from_env()
     with EventStore(paths.webhook_events) as store:
         print(f"receiving on http://{args.host}:{args.port}/ into {paths.webhook_events}")
         uvicorn.run(create_app(secret, store), host=args.host, port=args.port, log_level="warning")

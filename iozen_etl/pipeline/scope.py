@@ -54,7 +54,7 @@ class Scope:
         return f"iozen_api_{self.workspace.name}" if self.prefixed else "iozen_api"
 
     def paths(self, data_dir: DataPaths) -> DataPaths:
-        return data_dir.for_workspace(self.workspace.name) if self.prefixed else data_dir
+        return self.workspace.paths(data_dir)
 
 
 ENVIRONMENT = Scope(ENVIRONMENT_WORKSPACE)

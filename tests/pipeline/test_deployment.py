@@ -69,7 +69,7 @@ def _untouched(
     workspaces: Workspaces, data_dir: DataPaths, s3: S3Server, lake_uri: str
 ) -> dict[str, tuple[object, ...]]:
     """What a backfill of another workspace must leave as it is, for each good workspace."""
-    facts = {}
+    facts: dict[str, tuple[object, ...]] = {}
     for name in GOOD:
         member = workspaces[name]
         paths = member.paths(data_dir)

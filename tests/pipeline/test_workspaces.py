@@ -4,9 +4,13 @@ others."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from iozen_etl.definitions import build_definitions, defs
 from iozen_etl.resources import IozenApiResource
@@ -14,7 +18,12 @@ from iozen_etl.sandbox import SandboxConfig
 from iozen_etl.settings import DataPaths
 from iozen_etl.workspaces import Workspace
 from tests.support.truth import assert_warehouse_equals_truth, warehouse_submissions
-from tests.support.workspaces import WRONG_KEY, served_workspaces, sync_in_parallel
+from tests.support.workspaces import (
+    WRONG_KEY,
+    Workspaces,
+    served_workspaces,
+    sync_in_parallel,
+)
 
 ACME = Workspace("acme", "IOZEN_KEY_ACME")
 GLOBEX = Workspace("globex", "IOZEN_KEY_GLOBEX", "https://globex.example/api/v1", 7)
@@ -110,3 +119,91 @@ def test_three_workspaces_sync_side_by_side_and_a_wrong_key_stops_only_its_own(
             for name in ("acme", "globex", "initech")
         }
         assert not ids["acme"] & ids["globex"] and not ids["acme"] & ids["initech"]
+
+
+def _command(workspaces: Workspaces, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **workspaces.env()}
+    env.pop("IOZEN_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "iozen_etl", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_commands_act_on_the_workspace_they_are_told(tmp_path: Path) -> None:
+    configs = {
+        "acme": SandboxConfig(seed=41, bots=2, submissions_per_bot=5),
+        "globex": SandboxConfig(seed=42, bots=2, submissions_per_bot=5),
+    }
+    with served_workspaces(configs, tmp_path) as workspaces:
+        made = _command(
+            workspaces,
+            "webhooks",
+            "--workspace",
+            "globex",
+            "create",
+            "https://hooks.example/x",
+            "--events",
+            "submission.completed",
+            "--secret-file",
+            str(tmp_path / "secret"),
+        )
+        assert made.returncode == 0, made.stderr
+        assert [h["url"] for h in workspaces["globex"].sandbox.truth_webhooks()] == [
+            "https://hooks.example/x"
+        ]
+        assert not workspaces["acme"].sandbox.truth_webhooks()
+        listed = _command(workspaces, "webhooks", "--workspace", "acme", "list")
+        assert (listed.returncode, listed.stdout.strip()) == (0, "no webhook endpoints")
+
+        unnamed = _command(workspaces, "webhooks", "list")
+        assert unnamed.returncode == 2
+        assert "names several: choose one (acme, globex)" in unnamed.stderr
+        unknown = _command(workspaces, "replay", "--workspace", "umbrella", "x.csv")
+        assert unknown.returncode == 2
+        assert "unknown workspace 'umbrella'; known: acme, globex" in unknown.stderr
+
+
+# The other layout docs/deployment.md describes: one code location per workspace, each loading
+# that workspace's definitions alone (its own code server, say, one per workspace on Kubernetes).
+LOCATION_FILE = """
+from iozen_etl.definitions import build_definitions
+from iozen_etl.workspaces import load_workspaces
+
+defs = build_definitions([w for w in load_workspaces() if w.name == "{name}"])
+"""
+
+
+@pytest.mark.slow
+def test_one_code_location_per_workspace_also_loads(tmp_path: Path) -> None:
+    lines = ["load_from:"]
+    for name in ("acme", "globex"):
+        (tmp_path / f"{name}.py").write_text(LOCATION_FILE.format(name=name), encoding="utf-8")
+        lines.append(f"  - python_file: {{relative_path: {name}.py, location_name: {name}}}")
+    (tmp_path / "workspace.yaml").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (tmp_path / "workspaces.toml").write_text(
+        '[workspaces.acme]\napi_key_env = "K_ACME"\n'
+        '[workspaces.globex]\napi_key_env = "K_GLOBEX"\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "home").mkdir()
+    env = {
+        **os.environ,
+        "IOZEN_WORKSPACES_FILE": str(tmp_path / "workspaces.toml"),
+        "DAGSTER_HOME": str(tmp_path / "home"),
+    }
+    dagster = Path(sys.executable).with_name("dagster")
+    validated = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    assert "All code locations passed validation" in validated.stderr + validated.stdout
