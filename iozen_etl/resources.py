@@ -7,7 +7,6 @@ The resources hold settings only: a field left unset is read when a run starts, 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -17,12 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 from iozen_etl.api import IozenClient, RetryPolicy
-from iozen_etl.settings import (
-    LAKE_URI_ENV,
-    DataPaths,
-    base_url_from_env,
-    in_progress_refresh_limit_from_env,
-)
+from iozen_etl.settings import DataPaths, base_url_from_env, in_progress_refresh_limit_from_env
 
 
 class IozenApiResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -64,9 +58,9 @@ class DataDirResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     @property
     def paths(self) -> DataPaths:
-        paths = DataPaths(Path(self.path).resolve()) if self.path else DataPaths.from_env()
-        if self.lake_uri is not None:
-            return replace(paths, lake_uri=self.lake_uri)
-        if self.path and os.environ.get(LAKE_URI_ENV):
-            return replace(paths, lake_uri=os.environ[LAKE_URI_ENV])
+        paths = DataPaths.from_env()
+        if self.path:
+            paths = replace(paths, root=Path(self.path).resolve())
+        if self.lake_uri:
+            paths = replace(paths, lake_uri=self.lake_uri)
         return paths
