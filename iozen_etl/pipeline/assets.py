@@ -247,7 +247,8 @@ def build_assets(scope: Scope) -> WorkspaceAssets:
     def warehouse(data_dir: DataDirResource) -> dg.MaterializeResult[Any]:
         """New Parquet files merged newest-wins into DuckDB, views applied, snapshot published."""
         report = run_in_child(load_scope, data_dir.paths, scope)
-        return dg.MaterializeResult(metadata=load_metadata(report))
+        schema = scope.paths(data_dir.paths).warehouse_schema
+        return dg.MaterializeResult(metadata=load_metadata(report, schema))
 
     return WorkspaceAssets(intake_bots, webhooks, submissions, submission_events, warehouse)
 

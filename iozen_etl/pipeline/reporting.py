@@ -288,9 +288,10 @@ LOAD_COLUMNS = [
 ]
 
 
-def load_metadata(report: LoadReport) -> dict[str, Any]:
+def load_metadata(report: LoadReport, schema_name: str = "main") -> dict[str, Any]:
     """What a load did, typed for the UI: counts as ints, a table per table, times in seconds,
-    and the submissions table's columns with what each holds."""
+    and the submissions table's columns with what each holds; a workspace's schema, and how
+    analysts name its tables."""
     schema = report.column_schemas.get("submissions", {})
     comments = report.column_comments.get("submissions", {})
     rows: list[dict[str, str | int]] = [
@@ -333,6 +334,9 @@ def load_metadata(report: LoadReport) -> dict[str, Any]:
         facts[f"seconds_{phase}"] = dg.MetadataValue.float(round(seconds, 3))
     if report.publish_skipped_reason:
         facts["publish_skipped_reason"] = dg.MetadataValue.text(report.publish_skipped_reason)
+    if schema_name != "main":
+        facts["schema"] = dg.MetadataValue.text(schema_name)
+        facts["query_as"] = dg.MetadataValue.text(f"select * from {schema_name}.submissions")
     if report.rejected:
         facts["rejected"] = dg.MetadataValue.md(
             "\n".join(f"- `{r.path}`: {r.reason}" for r in report.rejected)

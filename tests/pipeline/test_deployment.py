@@ -119,6 +119,13 @@ def test_three_workspaces_into_one_s3_lake_and_one_warehouse_on_postgresql(
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         for name in CONFIGS:
             assert instance.get_runs(dg.RunsFilter(job_name=f"{name}__sync_job"))
+        # Each workspace's warehouse asset tells the UI which schema holds it.
+        for name in GOOD:
+            (load,) = instance.fetch_materializations(
+                dg.AssetKey([name, "warehouse"]), limit=1
+            ).records
+            metadata = load.asset_materialization.metadata if load.asset_materialization else {}
+            assert metadata["schema"] == dg.MetadataValue.text(name)
 
         # A UI backfill of two of acme's bots re-reads those two, and nothing of the others.
         for name, value in {**workspaces.env(), "IOZEN_DATA_DIR": str(data_dir.root)}.items():
