@@ -9,7 +9,9 @@ export DAGSTER_HOME := $(CURDIR)/dagster_home
 # run does not mark its partitions failed in the UI (the run and its metadata still name the
 # bots that failed).
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= true
-# Event batches: a real saving with PostgreSQL storage; SQLite still writes events one by one.
+# Event batches: Dagster batches the partition events it derives from an asset's output; the
+# per-bot events iozen-etl logs itself are written one by one on either storage (measured in
+# docs/figures.md, why in docs/decisions.md).
 export DAGSTER_EVENT_BATCH_SIZE ?= 1000
 
 .PHONY: install test check demo ui bench clean
