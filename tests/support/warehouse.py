@@ -11,6 +11,18 @@ import duckdb
 from iozen_etl.settings import DataPaths
 from iozen_etl.warehouse.sql_files import quoted
 
+# The tables a load fills from the lake and the state file: what two warehouses of the same
+# data must hold alike.
+DATA_TABLES = (
+    "intake_bots",
+    "intake_bot_fields",
+    "submissions",
+    "submission_answers",
+    "webhooks",
+    "sync_state",
+    "replay_ledger",
+)
+
 
 def _connect(paths: DataPaths) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect(str(paths.published_db), read_only=True)

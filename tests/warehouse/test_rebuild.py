@@ -16,17 +16,7 @@ from tests.support.lake import (
     write_lake,
     write_submissions,
 )
-from tests.support.warehouse import fetch, table_rows
-
-COMPARED = (
-    "intake_bots",
-    "intake_bot_fields",
-    "submissions",
-    "submission_answers",
-    "webhooks",
-    "sync_state",
-    "replay_ledger",
-)
+from tests.support.warehouse import DATA_TABLES, fetch, table_rows
 
 
 def _write_state(paths: DataPaths) -> None:
@@ -73,7 +63,7 @@ def test_rebuild_equals_the_incremental_result(paths: DataPaths) -> None:
     write_lake(lake, "webhooks", [webhook_row("w2", 0)], stem="T0800Z")  # an old snapshot, late
     load_warehouse(paths)
 
-    incremental = {table: table_rows(paths, table) for table in COMPARED}
+    incremental = {table: table_rows(paths, table) for table in DATA_TABLES}
     views = fetch(paths, "select view_name, definition from wide_views order by all")
     wide = fetch(paths, "select * from bots.sales order by all")
     assert len(incremental["submissions"]) == 6
@@ -82,7 +72,7 @@ def test_rebuild_equals_the_incremental_result(paths: DataPaths) -> None:
 
     report = rebuild_warehouse(paths)
     assert report.mode == "rebuild"
-    assert {table: table_rows(paths, table) for table in COMPARED} == incremental
+    assert {table: table_rows(paths, table) for table in DATA_TABLES} == incremental
     assert fetch(paths, "select view_name, definition from wide_views order by all") == views
     assert fetch(paths, "select * from bots.sales order by all") == wide
     # After a rebuild, incremental loads carry on from the rebuilt ledger.
@@ -111,6 +101,6 @@ def test_merging_bot_by_bot_gives_the_rows_and_counts_of_one_merge(tmp_path: Pat
     whole = load_warehouse(one)
     in_batches = load_warehouse(batched, batch_rows=1)  # one bot folder per batch
     assert in_batches.tables == whole.tables
-    for table in (*COMPARED, "load_changed_submissions", "answers_without_submission"):
+    for table in (*DATA_TABLES, "load_changed_submissions", "answers_without_submission"):
         assert table_rows(batched, table) == table_rows(one, table)
     assert table_rows(one, "submission_answers")

@@ -31,19 +31,9 @@ from tests.support.sandbox import sandbox_clock_client
 from tests.support.sync import Workspace
 from tests.support.truth import assert_warehouse_equals_truth, truth_submissions
 from tests.support.variants import move_world
-from tests.support.warehouse import fetch
+from tests.support.warehouse import DATA_TABLES, fetch
 
 SEEDS = {"acme": 3, "globex": 5, "initech": 8}
-# The tables a load fills from the lake and the state file (test_rebuild.py compares these).
-DATA_TABLES = (
-    "intake_bots",
-    "intake_bot_fields",
-    "submissions",
-    "submission_answers",
-    "webhooks",
-    "sync_state",
-    "replay_ledger",
-)
 
 
 @dataclass
