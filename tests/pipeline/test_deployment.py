@@ -19,13 +19,12 @@ from pathlib import Path
 import dagster as dg
 import pyarrow.fs as pafs
 import pytest
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
 from bench.postgres import PostgresDatabase
 from iozen_etl.pipeline.partitions import bot_id_of
 from iozen_etl.sandbox import SandboxConfig
 from iozen_etl.settings import DataPaths
-from tests.support.backfill import run_ui_backfill
+from tests.support.backfill import run_ui_backfill_in_child
 from tests.support.postgres import production_home, with_in_process_launcher
 from tests.support.s3 import S3Server, s3_lake, serve_s3
 from tests.support.truth import assert_warehouse_equals_truth, warehouse_submissions
@@ -38,14 +37,6 @@ CONFIGS = {
     "hooli": SandboxConfig(seed=34, bots=2, submissions_per_bot=10),
 }
 GOOD = ("acme", "globex", "initech")
-# Loads the definitions from the environment each time (the module iozen_etl.definitions is
-# imported once per process, before this test sets IOZEN_WORKSPACES_FILE).
-DEFINITIONS_FILE = """
-from iozen_etl.definitions import build_definitions
-from iozen_etl.workspaces import load_workspaces
-
-defs = build_definitions(load_workspaces())
-"""
 
 
 @pytest.fixture
@@ -82,12 +73,6 @@ def _untouched(
     return facts
 
 
-# Dagster's in-memory run launcher (the test's stand-in for the daemon's) tears a run's event
-# loop down from inside another loop; the coroutine it leaves is Dagster's, not the pipeline's.
-@pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <coroutine object BaseEventLoop.shutdown_asyncgens"
-    ":pytest.PytestUnraisableExceptionWarning"
-)
 @pytest.mark.slow
 def test_three_workspaces_into_one_s3_lake_and_one_warehouse_on_postgresql(
     postgres_db: PostgresDatabase,
@@ -131,16 +116,11 @@ def test_three_workspaces_into_one_s3_lake_and_one_warehouse_on_postgresql(
         for name, value in {**workspaces.env(), "IOZEN_DATA_DIR": str(data_dir.root)}.items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("IOZEN_LAKE_URI", lake_uri)
-        definitions = tmp_path / "deployment_definitions.py"
-        definitions.write_text(DEFINITIONS_FILE, encoding="utf-8")
-        target = LoadableTargetOrigin(
-            executable_path=sys.executable, python_file=str(definitions), attribute="defs"
-        )
         chosen = instance.get_dynamic_partitions("acme__intake_bot")[:2]
         acme = workspaces["acme"]
         before = _untouched(workspaces, data_dir, s3, lake_uri)
         acme_requests = acme.sandbox.request_count("submissions", "GET")
-        result = run_ui_backfill(instance, chosen, asset=("acme", "submissions"), target=target)
+        result = run_ui_backfill_in_child(home, chosen, asset=("acme", "submissions"))
         assert (result.status, result.runs_succeeded) == ("COMPLETED_SUCCESS", result.runs)
         assert acme.sandbox.request_count("submissions", "GET") >= acme_requests + len(chosen)
         after = _untouched(workspaces, data_dir, s3, lake_uri)

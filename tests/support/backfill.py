@@ -6,10 +6,14 @@ dagster family is pinned to one release in pyproject.toml.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.execution.backfill import BulkActionStatus
@@ -27,7 +31,7 @@ mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
     __typename
     ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
+    ... on PythonError { message stack }
   }
 }
 """
@@ -45,17 +49,12 @@ def run_ui_backfill(
     partition_keys: Sequence[str],
     *,
     asset: Sequence[str] = ("submissions",),
-    target: LoadableTargetOrigin | None = None,
 ) -> BackfillResult:
     """Backfill partitions of ``asset`` (a path; a workspace's is ``(name, "submissions")``) as
     the UI does (GraphQL ``launchPartitionBackfill``), then run the backfill daemon's
-    iterations until it is done. ``target``: where the definitions load from (default: the
-    module ``iozen_etl.definitions``)."""
+    iterations until it is done."""
     origin = InProcessCodeLocationOrigin(
-        target
-        or LoadableTargetOrigin(
-            executable_path=sys.executable, module_name="iozen_etl.definitions"
-        ),
+        LoadableTargetOrigin(executable_path=sys.executable, module_name="iozen_etl.definitions"),
         location_name="iozen",
     )
     with create_test_daemon_workspace_context(
@@ -87,3 +86,37 @@ def run_ui_backfill(
     return BackfillResult(
         backfill.status.value, len(runs), sum(1 for run in runs if run.is_success)
     )
+
+
+def run_ui_backfill_in_child(
+    home: Path, partition_keys: Sequence[str], asset: Sequence[str]
+) -> BackfillResult:
+    """``run_ui_backfill`` in a new Python process on the instance of ``home`` (its runs launched
+    in that process), whose definitions load from the environment it inherits: a workspaces
+    file set by the test, which a test process that imported the definitions before cannot
+    see."""
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.backfill",
+            str(home),
+            "/".join(asset),
+            *partition_keys,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    return BackfillResult(**json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+if __name__ == "__main__":
+    from tests.support.postgres import with_in_process_launcher
+
+    home_arg, asset_arg, *keys = sys.argv[1:]
+    with with_in_process_launcher(Path(home_arg)) as child_instance:
+        outcome = run_ui_backfill(child_instance, keys, asset=asset_arg.split("/"))
+    print(json.dumps(dataclasses.asdict(outcome)))
