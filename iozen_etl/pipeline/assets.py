@@ -52,7 +52,7 @@ from iozen_etl.sync.reports import SubmissionsReport
 from iozen_etl.sync.state import StateStore
 from iozen_etl.sync.submissions import sync_submissions
 from iozen_etl.sync.webhooks import sync_webhooks
-from iozen_etl.warehouse import LoadReport, load_warehouse
+from iozen_etl.warehouse import load_warehouse
 
 # Webhook events taken by one run: a burst becomes one run; a larger one, a few.
 EVENTS_PER_RUN = 5_000
@@ -246,19 +246,13 @@ def build_assets(scope: Scope) -> WorkspaceAssets:
     )
     def warehouse(data_dir: DataDirResource) -> dg.MaterializeResult[Any]:
         """New Parquet files merged newest-wins into DuckDB, views applied, snapshot published."""
-        report = run_in_child(load_scope, data_dir.paths, scope)
-        schema = scope.paths(data_dir.paths).warehouse_schema
-        return dg.MaterializeResult(metadata=load_metadata(report, schema))
+        # A workspace's paths name its lake, its state file and its schema of the data
+        # directory's warehouse: the load brings that lake into that schema.
+        paths = scope.paths(data_dir.paths)
+        report = run_in_child(load_warehouse, paths)
+        return dg.MaterializeResult(metadata=load_metadata(report, paths.warehouse_schema))
 
     return WorkspaceAssets(intake_bots, webhooks, submissions, submission_events, warehouse)
-
-
-def load_scope(data_dir: DataPaths, scope: Scope) -> LoadReport:
-    """Load the workspace's lake into its schema of the data directory's warehouse."""
-    if not scope.prefixed:
-        return load_warehouse(data_dir)
-    reports = load_warehouse(data_dir, workspaces=[scope.paths(data_dir)])
-    return reports[scope.workspace.name]
 
 
 def _sync_run_bots(
