@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 from iozen_etl.settings import API_KEY_ENV, DataPaths
@@ -40,26 +39,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from iozen_etl.workspaces import WorkspacesFileError, load_workspaces
+    from iozen_etl.workspaces import WorkspacesFileError, choose_workspace, load_workspaces
 
     try:
         workspaces = load_workspaces()
+        for name in args.workspace:
+            choose_workspace(name, workspaces)  # an unknown name is refused, naming the known
     except WorkspacesFileError as error:
         print(f"iozen-etl sync: {error}", file=sys.stderr)
-        return 2
-    unknown = sorted(set(args.workspace) - {w.name for w in workspaces})
-    if unknown:
-        names = ", ".join(w.name for w in workspaces)
-        print(
-            f"iozen-etl sync: unknown workspace(s) {', '.join(unknown)}; known: {names}",
-            file=sys.stderr,
-        )
         return 2
     chosen = [w for w in workspaces if not args.workspace or w.name in args.workspace]
     if args.bot and len(chosen) > 1:
         print("iozen-etl sync: --bot names one workspace's bots: add --workspace", file=sys.stderr)
         return 2
-    if len(chosen) == 1 and not chosen[0].from_file and not os.environ.get(API_KEY_ENV):
+    if len(chosen) == 1 and not chosen[0].from_file and not chosen[0].api_key():
         print(f"iozen-etl sync: {API_KEY_ENV} is not set (an ioZen API key)", file=sys.stderr)
         return 2
     # Dagster is imported here, not at the top: other sub-commands should start fast.
@@ -91,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             scope = Scope(workspace)
             if workspace.from_file:
                 say(f"workspace {workspace.name}:")
-                if not os.environ.get(workspace.api_key_env):
+                if not workspace.api_key():
                     # Its runs would fail on the unset variable; the others go on.
                     reason = f"{workspace.api_key_env} is not set (its ioZen API key)"
                     print(f"iozen-etl sync: workspace {workspace.name}: {reason}", file=sys.stderr)

@@ -165,6 +165,9 @@ def test_commands_act_on_the_workspace_they_are_told(tmp_path: Path) -> None:
         unknown = _command(workspaces, "replay", "--workspace", "umbrella", "x.csv")
         assert unknown.returncode == 2
         assert "unknown workspace 'umbrella'; known: acme, globex" in unknown.stderr
+        unknown = _command(workspaces, "sync", "--workspace", "acme", "--workspace", "umbrella")
+        assert unknown.returncode == 2
+        assert "unknown workspace 'umbrella'; known: acme, globex" in unknown.stderr
 
 
 # The other layout docs/deployment.md describes: one code location per workspace, each loading
