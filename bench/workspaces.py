@@ -88,7 +88,7 @@ class Served:
 
     @property
     def key_env(self) -> str:
-        return f"IOZEN_KEY_{self.name.upper()}"
+        return key_env(self.name)
 
     def submissions(self) -> int:
         with httpx.Client(base_url=self.base_url.removesuffix("/api/v1"), timeout=120) as admin:
@@ -112,11 +112,17 @@ def served(plan: Plan) -> Iterator[dict[str, Served]]:
         yield members
 
 
-def write_workspaces_file(path: Path, members: Mapping[str, Served]) -> None:
+def key_env(name: str) -> str:
+    """The variable that holds the workspace ``name``'s key."""
+    return f"IOZEN_KEY_{name.upper()}"
+
+
+def write_workspaces_file(path: Path, base_urls: Mapping[str, str]) -> None:
+    """A workspaces file naming each workspace (name -> its API's base URL) and ``key_env``."""
     path.write_text(
         "".join(
-            f'[workspaces.{m.name}]\napi_key_env = "{m.key_env}"\nbase_url = "{m.base_url}"\n\n'
-            for m in members.values()
+            f'[workspaces.{name}]\napi_key_env = "{key_env(name)}"\nbase_url = "{url}"\n\n'
+            for name, url in base_urls.items()
         ),
         encoding="utf-8",
     )
@@ -213,7 +219,7 @@ def run(plan: Plan = FULL) -> dict[str, Any]:
     ):
         scratch = Path(folder)
         workspaces_file = scratch / "workspaces.toml"
-        write_workspaces_file(workspaces_file, members)
+        write_workspaces_file(workspaces_file, {m.name: m.base_url for m in members.values()})
         # The first process to import Dagster reads it from disk; none of the measured ones should.
         subprocess.run(
             [sys.executable, "-c", "import iozen_etl.definitions"],

@@ -11,6 +11,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.workspaces import key_env, write_workspaces_file
 from iozen_etl.sandbox import RunningServer, Sandbox, SandboxConfig, serve
 from iozen_etl.settings import DataPaths
 
@@ -63,16 +64,9 @@ def served_workspaces(
             server = serve(sandbox)
             stack.callback(server.close)
             key = WRONG_KEY if name in wrong_key else sandbox.api_key
-            members.append(ServedWorkspace(name, sandbox, server, f"IOZEN_KEY_{name.upper()}", key))
+            members.append(ServedWorkspace(name, sandbox, server, key_env(name), key))
         file = folder / "workspaces.toml"
-        file.write_text(
-            "".join(
-                f'[workspaces.{m.name}]\napi_key_env = "{m.key_env}"\n'
-                f'base_url = "{m.server.base_url}"\n\n'
-                for m in members
-            ),
-            encoding="utf-8",
-        )
+        write_workspaces_file(file, {m.name: m.server.base_url for m in members})
         yield Workspaces(members, file)
 
 
